@@ -1,0 +1,1 @@
+"""Data: vocabularies, corpora and the deterministic, resumable batch pipeline."""

@@ -1,0 +1,120 @@
+"""Deterministic, resumable batches: batch `step` is a pure function of (seed, step).
+
+Nothing iterates statefully, so the data position saved in a checkpoint is just
+the next step; a resumed run sees exactly the batches an uninterrupted run would
+have seen, and each process builds only its own rows of the global batch.
+
+Sequences are `[CLS] tokens [SEP]`, truncated to `seq_len`. With packing, several
+examples share a row: `segment_ids` number them 1, 2, ... (0 = padding) and
+`positions` restart at 0 in each, so the encoder's block-diagonal mask keeps them apart.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Sequence
+
+import numpy as np
+
+Example = np.ndarray  # int32 token ids, no special tokens
+
+
+@dataclasses.dataclass
+class Batcher:
+    examples: Sequence[Example]
+    seq_len: int
+    batch_size: int  # global
+    seed: int
+    pack: bool
+    cls_id: int
+    sep_id: int
+    pad_id: int
+    process_index: int = 0
+    process_count: int = 1
+
+    def __post_init__(self):
+        if not len(self.examples):
+            raise ValueError("the data source produced no examples")
+        if self.batch_size % self.process_count:
+            raise ValueError(f"config.train.batch_size={self.batch_size} is not divisible by the "
+                             f"{self.process_count} processes")
+        self._lengths = np.minimum(np.array([len(e) for e in self.examples]) + 2, self.seq_len)
+        self._epoch_rows: list[int] = []  # rows per epoch, computed on demand
+        self._cached_epoch = (-1, [])
+
+    # --- epochs: a shuffled order of examples, grouped into rows -----------------------
+    def _rows_of_epoch(self, epoch: int) -> list[list[int]]:
+        if self._cached_epoch[0] == epoch:
+            return self._cached_epoch[1]
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.examples))
+        if not self.pack:
+            rows = [[int(i)] for i in order]
+        else:  # greedy packing in shuffled order: deterministic and cheap
+            rows, current, used = [], [], 0
+            for i in order:
+                n = int(self._lengths[i])
+                if used + n > self.seq_len and current:
+                    rows.append(current)
+                    current, used = [], 0
+                current.append(int(i))
+                used += n
+            rows.append(current)
+        self._cached_epoch = (epoch, rows)
+        return rows
+
+    def _locate(self, global_row: int) -> tuple[int, int]:
+        """(epoch, row within epoch) of the global_row-th row of the endless stream."""
+        epoch, start = 0, 0
+        while True:
+            if epoch == len(self._epoch_rows):
+                self._epoch_rows.append(len(self._rows_of_epoch(epoch)))
+            if global_row < start + self._epoch_rows[epoch]:
+                return epoch, global_row - start
+            start += self._epoch_rows[epoch]
+            epoch += 1
+
+    def _row(self, members: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ids = np.full(self.seq_len, self.pad_id, np.int32)
+        segments = np.zeros(self.seq_len, np.int32)
+        positions = np.zeros(self.seq_len, np.int32)
+        used = 0
+        for segment, i in enumerate(members, start=1):
+            n = int(self._lengths[i])
+            ids[used:used + n] = np.concatenate([[self.cls_id], self.examples[i][:n - 2], [self.sep_id]])
+            segments[used:used + n] = segment
+            positions[used:used + n] = np.arange(n)
+            used += n
+        return ids, segments, positions
+
+    # --- the public interface -----------------------------------------------------------
+    @property
+    def local_batch_size(self) -> int:
+        return self.batch_size // self.process_count
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        """This process's rows of global batch `step`."""
+        first = step * self.batch_size + self.process_index * self.local_batch_size
+        rows = []
+        for r in range(first, first + self.local_batch_size):
+            epoch, index = self._locate(r)
+            rows.append(self._row(self._rows_of_epoch(epoch)[index]))
+        ids, segments, positions = (np.stack(x) for x in zip(*rows))
+        return {"input_ids": ids, "segment_ids": segments, "positions": positions}
+
+    def fingerprint(self) -> str:
+        """Identifies the stream; a checkpoint's data position only makes sense for the same one."""
+        h = hashlib.sha256(json.dumps([self.seq_len, self.batch_size, self.seed, self.pack,
+                                       len(self.examples)]).encode())
+        for e in self.examples[:1000]:
+            h.update(np.asarray(e, np.int32).tobytes())
+        return h.hexdigest()[:16]
+
+    def state(self, next_step: int) -> dict:
+        return {"next_step": int(next_step), "fingerprint": self.fingerprint()}
+
+    def check_state(self, state: dict, where: str):
+        if state.get("fingerprint") != self.fingerprint():
+            raise ValueError(f"{where}: the checkpoint was written for another data stream "
+                             f"(fingerprint {state.get('fingerprint')} != {self.fingerprint()}); "
+                             "config.data or config.train.batch_size changed since it was saved")

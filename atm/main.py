@@ -1,0 +1,50 @@
+"""The one entry point: `python -m atm.main --config=configs/X.py --workdir=DIR [--config.a.b=v ...]`.
+
+Multi-process runs (launch/local.sh, TPU pods, SLURM) set ATM_COORDINATOR,
+ATM_NUM_PROCESSES and ATM_PROCESS_ID, or rely on jax.distributed's own
+auto-detection on TPU/SLURM with ATM_DISTRIBUTED=1.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: metrics, checkpoints, resolved config.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def initialize_distributed():
+    """jax.distributed.initialize when this run has several processes (before any other JAX call)."""
+    import jax
+
+    if os.environ.get("ATM_CPU_COLLECTIVES"):
+        jax.config.update("jax_cpu_collectives_implementation", os.environ["ATM_CPU_COLLECTIVES"])
+    if "ATM_NUM_PROCESSES" in os.environ and int(os.environ["ATM_NUM_PROCESSES"]) > 1:
+        jax.distributed.initialize(coordinator_address=os.environ["ATM_COORDINATOR"],
+                                   num_processes=int(os.environ["ATM_NUM_PROCESSES"]),
+                                   process_id=int(os.environ["ATM_PROCESS_ID"]))
+    elif os.environ.get("ATM_DISTRIBUTED") == "1":
+        jax.distributed.initialize()  # TPU pod / SLURM auto-detection
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not os.environ.get("ATM_VERBOSE"):
+        logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
+    initialize_distributed()
+    from atm import train
+
+    try:
+        train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except (ValueError, FileNotFoundError, train.NonFiniteLossError) as e:
+        print(f"atm: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,325 @@
+"""BERT / RoBERTa / XLM-R style transformer encoder (pure-functional Flax linen).
+
+Shapes in names: B batch, L length, M masked positions per sequence, D hidden,
+N heads, H head size, F feed-forward size, V vocabulary.
+
+Every parameter is created with logical axis names and every large activation is
+constrained with `act_*` names; `atm/sharding.py` maps both onto the mesh.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),  # BERT/RoBERTa "gelu" (erf)
+    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),  # tanh approximation
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+}
+ATTENTION_IMPLS = ("einsum", "xla", "cudnn", "jax")  # "jax": let jax.nn.dot_product_attention choose
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    vocab_size: int = 30522
+    num_layers: int = 12
+    hidden_size: int = 768
+    num_heads: int = 12
+    ffn_size: int = 3072
+    max_positions: int = 512
+    type_vocab_size: int = 2  # 0: no token-type embedding (RoBERTa uses 1)
+    position_offset: int = 0  # RoBERTa/XLM-R number positions from padding_idx + 1 = 2
+    pre_layer_norm: bool = False  # False: BERT post-LN; True: pre-LN (ATM teachers)
+    activation: str = "gelu"
+    layer_norm_eps: float = 1e-12
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.0
+    tie_embeddings: bool = True
+    dtype: str = "float32"  # compute dtype
+    param_dtype: str = "float32"
+    attention_impl: str = "xla"
+    scan_layers: bool = False
+    remat_policy: str = "none"
+    initializer_range: float = 0.02
+
+    def __post_init__(self):
+        checks = {
+            "activation": (self.activation, ACTIVATIONS),
+            "attention_impl": (self.attention_impl, ATTENTION_IMPLS),
+            "remat_policy": (self.remat_policy, REMAT_POLICIES),
+            "dtype": (self.dtype, DTYPES),
+            "param_dtype": (self.param_dtype, DTYPES),
+        }
+        for key, (value, valid) in checks.items():
+            if value not in valid:
+                raise ValueError(f"config.model.{key}={value!r} is not one of {sorted(valid)}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"config.model.hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
+        if self.attention_dropout > 0 and self.attention_impl != "einsum":
+            raise ValueError(
+                f"config.model.attention_dropout={self.attention_dropout} needs attention_impl='einsum' "
+                f"(jax.nn.dot_product_attention has no dropout); got {self.attention_impl!r}")
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def compute_dtype(self):
+        return DTYPES[self.dtype]
+
+    @property
+    def weight_dtype(self):
+        return DTYPES[self.param_dtype]
+
+
+def _init(cfg: EncoderConfig, names: tuple[str | None, ...]):
+    return nn.with_logical_partitioning(nn.initializers.normal(cfg.initializer_range), names)
+
+
+def _zeros(names):
+    return nn.with_logical_partitioning(nn.initializers.zeros_init(), names)
+
+
+def _ones(names):
+    return nn.with_logical_partitioning(nn.initializers.ones_init(), names)
+
+
+def layer_norm(cfg: EncoderConfig, name: str) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
+                        scale_init=_ones(("embed",)), bias_init=_zeros(("embed",)), name=name)
+
+
+def attention_mask_from_segments(segment_ids_BxL: Array) -> Array:
+    """Boolean (B, 1, L, L): a query sees keys of its own segment; 0 marks padding.
+
+    With one example per row this is the usual padding mask; with packed rows it
+    is block-diagonal, so packed examples never see each other.
+    """
+    same = segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :]
+    return (same & (segment_ids_BxL[:, None, :] > 0))[:, None, :, :]
+
+
+def dot_product_attention(q_BxLxNxH, k_BxSxNxH, v_BxSxNxH, mask_Bx1xLxS, *, impl: str,
+                          dropout_rate: float = 0.0, dropout_rng: Array | None = None) -> Array:
+    """The one attention function. `impl` picks our einsum reference or jax.nn.dot_product_attention."""
+    if impl == "einsum":
+        scale = q_BxLxNxH.shape[-1] ** -0.5
+        logits = jnp.einsum("blnh,bsnh->bnls", q_BxLxNxH * scale, k_BxSxNxH).astype(jnp.float32)
+        logits = jnp.where(mask_Bx1xLxS, logits, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(logits, axis=-1)
+        if dropout_rate > 0.0 and dropout_rng is not None:
+            keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
+            probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
+        return jnp.einsum("bnls,bsnh->blnh", probs.astype(v_BxSxNxH.dtype), v_BxSxNxH)
+    return jax.nn.dot_product_attention(q_BxLxNxH, k_BxSxNxH, v_BxSxNxH, mask=mask_Bx1xLxS,
+                                        implementation=None if impl == "jax" else impl)
+
+
+class SelfAttention(nn.Module):
+    cfg: EncoderConfig
+    deterministic: bool
+
+    @nn.compact
+    def __call__(self, x_BxLxD: Array, mask: Array, kv_BxSxD: Array | None = None) -> Array:
+        """Queries from x; keys and values from `kv` (defaults to x; NarrowBERT passes the full sequence)."""
+        cfg = self.cfg
+        kv_BxSxD = x_BxLxD if kv_BxSxD is None else kv_BxSxD
+        proj = functools.partial(
+            nn.DenseGeneral, features=(cfg.num_heads, cfg.head_size), dtype=cfg.compute_dtype,
+            param_dtype=cfg.weight_dtype, kernel_init=_init(cfg, ("embed", "heads", "kv")),
+            bias_init=_zeros(("heads", "kv")))
+        names = ("act_batch", "act_length", "act_heads", "act_kv")
+        q = nn.with_logical_constraint(proj(name="query")(x_BxLxD), names)
+        k = nn.with_logical_constraint(proj(name="key")(kv_BxSxD), names)
+        v = nn.with_logical_constraint(proj(name="value")(kv_BxSxD), names)
+        use_dropout = cfg.attention_dropout > 0.0 and not self.deterministic
+        ctx = dot_product_attention(q, k, v, mask, impl=cfg.attention_impl, dropout_rate=cfg.attention_dropout,
+                                    dropout_rng=self.make_rng("dropout") if use_dropout else None)
+        ctx = nn.with_logical_constraint(ctx, names)
+        out = nn.DenseGeneral(features=cfg.hidden_size, axis=(-2, -1), dtype=cfg.compute_dtype,
+                              param_dtype=cfg.weight_dtype, kernel_init=_init(cfg, ("heads", "kv", "embed")),
+                              bias_init=_zeros(("embed",)), name="output")(ctx)
+        return nn.with_logical_constraint(out, ("act_batch", "act_length", "act_embed"))
+
+
+class FeedForward(nn.Module):
+    cfg: EncoderConfig
+
+    @nn.compact
+    def __call__(self, x_BxLxD: Array) -> Array:
+        cfg = self.cfg
+        h = nn.Dense(cfg.ffn_size, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
+                     kernel_init=_init(cfg, ("embed", "mlp")), bias_init=_zeros(("mlp",)), name="wi")(x_BxLxD)
+        h = nn.with_logical_constraint(ACTIVATIONS[cfg.activation](h), ("act_batch", "act_length", "act_mlp"))
+        out = nn.Dense(cfg.hidden_size, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
+                       kernel_init=_init(cfg, ("mlp", "embed")), bias_init=_zeros(("embed",)), name="wo")(h)
+        return nn.with_logical_constraint(out, ("act_batch", "act_length", "act_embed"))
+
+
+class EncoderLayer(nn.Module):
+    """One transformer layer, post-LN (BERT) or pre-LN. Returns (x, None) so it can be scanned."""
+    cfg: EncoderConfig
+    deterministic: bool
+
+    @nn.compact
+    def __call__(self, x_BxLxD: Array, mask: Array, kv_BxSxD: Array | None = None):
+        cfg = self.cfg
+        drop = nn.Dropout(cfg.hidden_dropout, deterministic=self.deterministic)
+        attention = SelfAttention(cfg, self.deterministic, name="attention")
+        ffn = FeedForward(cfg, name="ffn")
+        if cfg.pre_layer_norm:
+            attention_ln = layer_norm(cfg, "attention_layer_norm")
+            kv = None if kv_BxSxD is None else attention_ln(kv_BxSxD)
+            x = x_BxLxD + drop(attention(attention_ln(x_BxLxD), mask, kv))
+            x = x + drop(ffn(layer_norm(cfg, "ffn_layer_norm")(x)))
+        else:
+            x = layer_norm(cfg, "attention_layer_norm")(x_BxLxD + drop(attention(x_BxLxD, mask, kv_BxSxD)))
+            x = layer_norm(cfg, "ffn_layer_norm")(x + drop(ffn(x)))
+        return nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed")), None
+
+
+def layer_class(cfg: EncoderConfig):
+    """EncoderLayer wrapped in remat when a policy is configured."""
+    if cfg.remat_policy == "none":
+        return EncoderLayer
+    return nn.remat(EncoderLayer, policy=REMAT_POLICIES[cfg.remat_policy], prevent_cse=not cfg.scan_layers)
+
+
+class Embeddings(nn.Module):
+    cfg: EncoderConfig
+    deterministic: bool
+
+    def setup(self):
+        cfg = self.cfg
+        embed = functools.partial(nn.Embed, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype)
+        self.word_embeddings = embed(cfg.vocab_size, cfg.hidden_size, embedding_init=_init(cfg, ("vocab", "embed")))
+        self.position_embeddings = embed(cfg.max_positions, cfg.hidden_size,
+                                         embedding_init=_init(cfg, ("positions", "embed")))
+        if cfg.type_vocab_size > 0:
+            self.token_type_embeddings = embed(cfg.type_vocab_size, cfg.hidden_size,
+                                               embedding_init=_init(cfg, ("types", "embed")))
+        if not cfg.pre_layer_norm:
+            self.layer_norm = layer_norm(cfg, "layer_norm")
+        self.dropout = nn.Dropout(cfg.hidden_dropout, deterministic=self.deterministic)
+
+    def __call__(self, ids_BxL: Array, positions_BxL: Array, token_types_BxL: Array | None) -> Array:
+        x = self.word_embeddings(ids_BxL) + self.position_embeddings(positions_BxL + self.cfg.position_offset)
+        if self.cfg.type_vocab_size > 0:
+            x = x + self.token_type_embeddings(
+                jnp.zeros_like(ids_BxL) if token_types_BxL is None else token_types_BxL)
+        if not self.cfg.pre_layer_norm:
+            x = self.layer_norm(x)
+        return nn.with_logical_constraint(self.dropout(x), ("act_batch", "act_length", "act_embed"))
+
+    def attend(self, x_BxMxD: Array) -> Array:
+        """Logits against the (tied) word-embedding table."""
+        return self.word_embeddings.attend(x_BxMxD)
+
+
+class Encoder(nn.Module):
+    """Embeddings + L layers (+ final LN when pre-LN). Returns hidden states (B, L, D)."""
+    cfg: EncoderConfig
+    deterministic: bool = True
+
+    def setup(self):
+        cfg = self.cfg
+        self.embeddings = Embeddings(cfg, self.deterministic)
+        layer = layer_class(cfg)
+        if cfg.scan_layers:
+            self.layers = nn.scan(
+                layer, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+                in_axes=(nn.broadcast, nn.broadcast), length=cfg.num_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"})(cfg, self.deterministic)
+        else:
+            self.layers = [layer(cfg, self.deterministic, name=f"layer_{i}") for i in range(cfg.num_layers)]
+        if cfg.pre_layer_norm:
+            self.final_layer_norm = layer_norm(cfg, "final_layer_norm")
+
+    def __call__(self, ids_BxL: Array, segment_ids_BxL: Array | None = None, positions_BxL: Array | None = None,
+                 token_types_BxL: Array | None = None) -> Array:
+        if segment_ids_BxL is None:
+            segment_ids_BxL = jnp.ones_like(ids_BxL)
+        if positions_BxL is None:
+            positions_BxL = jnp.broadcast_to(jnp.arange(ids_BxL.shape[1]), ids_BxL.shape)
+        x = self.embeddings(ids_BxL, positions_BxL, token_types_BxL)
+        mask = attention_mask_from_segments(segment_ids_BxL)
+        if self.cfg.scan_layers:
+            x, _ = self.layers(x, mask, None)
+        else:
+            for layer in self.layers:
+                x, _ = layer(x, mask)
+        if self.cfg.pre_layer_norm:
+            x = self.final_layer_norm(x)
+        return x
+
+    def attend(self, x_BxMxD: Array) -> Array:
+        return self.embeddings.attend(x_BxMxD)
+
+
+def gather_positions(x_BxLxD: Array, positions_BxM: Array) -> Array:
+    return jnp.take_along_axis(x_BxLxD, positions_BxM[:, :, None], axis=1)
+
+
+class MLMHead(nn.Module):
+    """BERT/RoBERTa LM head: dense → activation → LN → vocabulary projection (tied or not) + bias."""
+    cfg: EncoderConfig
+
+    @nn.compact
+    def __call__(self, h_BxMxD: Array, attend: Callable[[Array], Array]) -> Array:
+        cfg = self.cfg
+        h = nn.Dense(cfg.hidden_size, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
+                     kernel_init=_init(cfg, ("embed", "mlp")), bias_init=_zeros(("mlp",)), name="transform")(h_BxMxD)
+        h = layer_norm(cfg, "layer_norm")(ACTIVATIONS[cfg.activation](h))
+        if cfg.tie_embeddings:
+            logits = attend(h)
+        else:
+            logits = nn.Dense(cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
+                              kernel_init=_init(cfg, ("embed", "vocab")), name="decoder")(h)
+        bias = self.param("output_bias", _zeros(("vocab",)), (cfg.vocab_size,), cfg.weight_dtype)
+        logits = logits + bias.astype(logits.dtype)
+        return nn.with_logical_constraint(logits, ("act_batch", "act_length", "act_vocab"))
+
+
+class EncoderForMLM(nn.Module):
+    """Encoder + MLM head evaluated only at `masked_positions_BxM` (all positions when None)."""
+    cfg: EncoderConfig
+    deterministic: bool = True
+
+    def setup(self):
+        self.encoder = Encoder(self.cfg, self.deterministic)
+        self.mlm_head = MLMHead(self.cfg)
+
+    def __call__(self, ids_BxL: Array, segment_ids_BxL: Array | None = None, positions_BxL: Array | None = None,
+                 token_types_BxL: Array | None = None, masked_positions_BxM: Array | None = None) -> Array:
+        h = self.encoder(ids_BxL, segment_ids_BxL, positions_BxL, token_types_BxL)
+        if masked_positions_BxM is not None:
+            h = gather_positions(h, masked_positions_BxM)
+        return self.mlm_head(h, self.encoder.attend)
+
+
+def param_count(params: Any, exclude_embeddings: bool = False) -> int:
+    """Parameters in a (possibly abstract) tree; `exclude_embeddings` drops the embedding tables."""
+    total = 0
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        keys = [getattr(k, "key", str(k)) for k in path]
+        if exclude_embeddings and "embeddings" in keys and keys[-1] == "embedding":
+            continue
+        total += int(leaf.size)
+    return total

@@ -1,0 +1,111 @@
+"""Device mesh and THE logical-axis rules table.
+
+Every parameter and large activation in atm carries logical axis names (see
+`atm/models/encoder.py`); this file alone maps them to the mesh axes
+`data`, `fsdp` and `tensor`. Changing how a model is sharded is a config change
+(`config.mesh`), never a code change.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# Parameters use plain names; activations use `act_*` names so that e.g. the
+# embed dimension of a weight can be FSDP-sharded while activations are not.
+LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
+    # parameters
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv", None),
+    ("layers", None),
+    ("positions", None),
+    ("types", None),
+    ("classes", None),
+    # activations
+    ("act_batch", ("data", "fsdp")),
+    ("act_length", None),
+    ("act_embed", None),
+    ("act_heads", "tensor"),
+    ("act_kv", None),
+    ("act_mlp", "tensor"),
+    ("act_vocab", "tensor"),
+)
+
+
+class MeshError(ValueError):
+    pass
+
+
+def resolve_mesh_shape(mesh_config: dict, num_devices: int) -> tuple[int, ...]:
+    """Turn {'data': -1, 'fsdp': 2, 'tensor': 1} into concrete sizes.
+
+    At most one axis may be -1 ("the rest"). Raises MeshError naming the
+    config keys when the sizes do not multiply to the device count.
+    """
+    unknown = sorted(set(mesh_config) - set(MESH_AXES))
+    if unknown:
+        raise MeshError(f"config.mesh has unknown axes {unknown}; valid axes are {list(MESH_AXES)}")
+    sizes = [int(mesh_config.get(axis, 1)) for axis in MESH_AXES]
+    rest = [i for i, s in enumerate(sizes) if s == -1]
+    if len(rest) > 1:
+        raise MeshError(f"config.mesh: only one axis may be -1, got {dict(zip(MESH_AXES, sizes))}")
+    if any(s == 0 or s < -1 for s in sizes):
+        raise MeshError(f"config.mesh sizes must be positive or -1, got {dict(zip(MESH_AXES, sizes))}")
+    known = math.prod(s for s in sizes if s != -1)
+    if rest:
+        if num_devices % known:
+            raise MeshError(
+                f"config.mesh {dict(zip(MESH_AXES, sizes))}: {num_devices} devices are not divisible "
+                f"by the fixed axes' product {known}")
+        sizes[rest[0]] = num_devices // known
+    if math.prod(sizes) != num_devices:
+        raise MeshError(
+            f"config.mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices but "
+            f"{num_devices} are available; set one axis to -1 to use the rest")
+    return tuple(sizes)
+
+
+def make_mesh(mesh_config: dict, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    devices = list(devices if devices is not None else jax.devices())
+    shape = resolve_mesh_shape(dict(mesh_config), len(devices))
+    try:
+        device_array = jax.experimental.mesh_utils.create_device_mesh(shape, devices)
+    except Exception:  # non-TPU topologies without a physical layout
+        device_array = np.asarray(devices).reshape(shape)
+    return Mesh(device_array, MESH_AXES)
+
+
+def logical_sharding(mesh: Mesh, logical_specs: Any) -> Any:
+    """Map a pytree of logical PartitionSpecs to NamedShardings on `mesh`."""
+    return nn.logical_to_mesh_sharding(logical_specs, mesh, LOGICAL_AXIS_RULES)
+
+
+def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
+    """Batch-major arrays: the leading axis over data×fsdp, the rest replicated."""
+    return NamedSharding(mesh, P(("data", "fsdp"), *([None] * (ndim - 1))))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def global_batch_from_local(mesh: Mesh, local_batch: dict, global_batch_size: int) -> dict:
+    """Assemble each process's rows into one globally sharded jax.Array per feature."""
+    out = {}
+    for name, local in local_batch.items():
+        global_shape = (global_batch_size,) + local.shape[1:]
+        out[name] = jax.make_array_from_process_local_data(
+            batch_sharding(mesh, local.ndim), local, global_shape)
+    return out
+
+
+import jax.experimental.mesh_utils  # noqa: E402  (registers jax.experimental.mesh_utils)

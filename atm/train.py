@@ -1,0 +1,295 @@
+"""The one training loop. Objectives plug in through `atm.objectives`; this file never changes for them.
+
+Flow: config → mesh → data → objective → sharded TrainState (restored when a
+checkpoint exists) → jitted steps with explicit shardings and a donated state →
+metrics, evaluation and checkpoints.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from atm import checkpoint as atm_checkpoint
+from atm import config as atm_config
+from atm import metrics as atm_metrics
+from atm import objectives, sharding
+from atm.data import sources
+
+EVAL_RNG_SEED = 1_000_003  # eval masks are fixed across the run so eval losses compare
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+def learning_rate_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+    """Linear warmup to the peak, then linear or cosine decay to `end_learning_rate_fraction`·peak."""
+    peak, warmup = opt.learning_rate, max(0, min(opt.warmup_steps, total_steps))
+    end = peak * opt.end_learning_rate_fraction
+    decay_steps = max(1, total_steps - warmup)
+    if opt.schedule == "cosine":
+        decay = optax.cosine_decay_schedule(peak, decay_steps, alpha=opt.end_learning_rate_fraction)
+    elif opt.schedule == "linear":
+        decay = optax.linear_schedule(peak, end, decay_steps)
+    else:
+        decay = optax.constant_schedule(peak)
+    if warmup == 0:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
+
+
+def weight_decay_mask(params: Any) -> Any:
+    """Decay matrices only: no weight decay on LayerNorm scales/biases or any bias."""
+    def decays(path, _):
+        name = getattr(path[-1], "key", str(path[-1]))
+        return name not in ("bias", "scale", "output_bias")
+    return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int):
+    schedule = learning_rate_schedule(opt, total_steps)
+    tx = optax.chain(
+        optax.clip_by_global_norm(opt.grad_clip_norm) if opt.grad_clip_norm > 0 else optax.identity(),
+        optax.adamw(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay,
+                    mask=weight_decay_mask))
+    return tx, schedule
+
+
+def _split_microbatches(batch: dict, num: int) -> dict:
+    """(B, ...) → (num, B/num, ...) taking rows i·num + a into micro-batch a, so each device's
+    contiguous rows stay on that device."""
+    def split(x):
+        return jnp.swapaxes(x.reshape((x.shape[0] // num, num) + x.shape[1:]), 0, 1)
+    return jax.tree_util.tree_map(split, batch)
+
+
+class Trainer:
+    """Jitted, sharded train and eval steps for one objective on one mesh."""
+
+    def __init__(self, config: ml_collections.ConfigDict, objective: objectives.Objective, mesh: jax.sharding.Mesh):
+        self.config, self.objective, self.mesh = config, objective, mesh
+        self.tx, self.schedule = make_optimizer(config.optimizer, config.train.steps)
+        batch = objective.example_batch(config.train.batch_size)
+        self.batch_shardings = {k: sharding.batch_sharding(mesh, v.ndim) for k, v in batch.items()}
+        with self.activate():
+            boxed = jax.eval_shape(self._init_boxed_state, jax.random.key(0))
+        self.state_shardings = sharding.logical_sharding(mesh, nn.get_partition_spec(boxed))
+        self.frozen = objective.frozen_params(mesh)
+        self._train_step = jax.jit(
+            self._train_step_fn, in_shardings=(self.state_shardings, self.batch_shardings, None),
+            out_shardings=(self.state_shardings, sharding.replicated(mesh)), donate_argnums=(0,))
+        self._eval_step = jax.jit(
+            self._eval_step_fn, in_shardings=(self.state_shardings.params, self.batch_shardings, None),
+            out_shardings=sharding.replicated(mesh))
+
+    def activate(self):
+        """Context in which logical axis names resolve against this mesh."""
+        return _MeshContext(self.mesh)
+
+    # --- state ------------------------------------------------------------------------------
+    def _init_boxed_state(self, rng):
+        example = self.objective.example_batch(self.config.train.batch_size)
+        params = self.objective.init_params(rng, {k: jnp.zeros(v.shape, v.dtype) for k, v in example.items()})
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params))
+
+    def init_state(self) -> TrainState:
+        init = jax.jit(lambda rng: nn.unbox(self._init_boxed_state(rng)), out_shardings=self.state_shardings)
+        with self.activate():
+            return init(jax.random.key(self.config.seed))
+
+    def abstract_state(self) -> TrainState:
+        """ShapeDtypeStructs with shardings: the restore target for orbax."""
+        with self.activate():
+            shapes = jax.eval_shape(lambda rng: nn.unbox(self._init_boxed_state(rng)), jax.random.key(0))
+        return jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                                      shapes, self.state_shardings)
+
+    # --- steps ------------------------------------------------------------------------------
+    def _train_step_fn(self, state: TrainState, batch: dict, frozen: Any):
+        rng = jax.random.fold_in(jax.random.key(self.config.seed), state.step)
+        prepare_rng, loss_rng = jax.random.split(rng)
+        batch = self.objective.prepare(batch, prepare_rng)
+        def summed_loss(params, micro, r):
+            loss_sum, sums = self.objective.loss(params, frozen, micro, r, True)
+            return loss_sum, {**sums, "loss": loss_sum}
+
+        grad_fn = jax.grad(summed_loss, has_aux=True)
+        accum = self.config.train.grad_accum_steps
+        if accum == 1:
+            grads, sums = grad_fn(state.params, batch, loss_rng)
+        else:
+            def body(carry, inputs):
+                micro, index = inputs
+                g, s = grad_fn(state.params, micro, jax.random.fold_in(loss_rng, index))
+                return jax.tree_util.tree_map(jnp.add, carry, (g, s)), None
+            zeros = jax.tree_util.tree_map(
+                jnp.zeros_like, jax.eval_shape(grad_fn, state.params, jax.tree_util.tree_map(
+                    lambda x: x[0], _split_microbatches(batch, accum)), loss_rng))
+            (grads, sums), _ = jax.lax.scan(body, zeros, (_split_microbatches(batch, accum), jnp.arange(accum)))
+        weight = jnp.maximum(sums["weight"], 1.0)
+        grads = jax.tree_util.tree_map(lambda g: g / weight, grads)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        new_params = optax.apply_updates(state.params, updates)
+        metrics = {k: v / weight for k, v in sums.items() if k != "weight"}
+        metrics.update(grad_norm=optax.global_norm(grads), learning_rate=self.schedule(state.step),
+                       weight=sums["weight"])
+        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+        # A non-finite step leaves the state untouched; the host stops the run before any save.
+        keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+        new_state = TrainState(step=state.step + 1, params=keep(new_params, state.params),
+                               opt_state=keep(opt_state, state.opt_state))
+        return new_state, metrics
+
+    def _eval_step_fn(self, params, batch: dict, frozen: Any):
+        rng = jax.random.key(EVAL_RNG_SEED)
+        batch = self.objective.prepare(batch, rng)
+        loss_sum, sums = self.objective.loss(params, frozen, batch, rng, False)
+        return {**sums, "loss": loss_sum}
+
+    def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        with self.activate():
+            return self._train_step(state, batch, self.frozen)
+
+    def eval_sums(self, params, batch: dict) -> dict:
+        with self.activate():
+            return self._eval_step(params, batch, self.frozen)
+
+    def global_batch(self, local_batch: dict) -> dict:
+        return sharding.global_batch_from_local(self.mesh, local_batch, self.config.train.batch_size)
+
+
+class _MeshContext:
+    def __init__(self, mesh):
+        self.mesh, self.rules = mesh, nn.logical_axis_rules(sharding.LOGICAL_AXIS_RULES)
+
+    def __enter__(self):
+        self.mesh.__enter__()
+        self.rules.__enter__()
+
+    def __exit__(self, *exc):
+        self.rules.__exit__(*exc)
+        self.mesh.__exit__(*exc)
+
+
+def evaluate(trainer: Trainer, params, eval_data, num_batches: int) -> dict:
+    totals: dict[str, float] = {}
+    for i in range(num_batches):
+        sums = jax.device_get(trainer.eval_sums(params, trainer.global_batch(eval_data.batch(i))))
+        for k, v in sums.items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    weight = max(totals.pop("weight"), 1.0)
+    return {f"eval_{k}": v / weight for k, v in totals.items()}
+
+
+def write_resolved_config(config: ml_collections.ConfigDict, workdir: str):
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Train `config` in `workdir`, resuming from its latest checkpoint. Returns the final summary."""
+    atm_config.validate(config)
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    mesh = sharding.make_mesh(config.mesh)  # a wrong mesh fails here, before any compile
+    vocab, train_data, eval_data = sources.build(config, workdir)
+    objective = objectives.get(config.objective)(config, vocab)
+    trainer = Trainer(config, objective, mesh)
+    ckpt = atm_checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep,
+                                       config.checkpoint.async_save)
+    restored = ckpt.restore_latest(trainer.abstract_state())
+    if restored:
+        step, state, data_state = restored
+        train_data.check_state(data_state, f"checkpoint step {step} in {ckpt.directory}")
+        step = data_state["next_step"]
+        print(f"Resumed from checkpoint at step {step} ({ckpt.directory})", flush=True)
+    else:
+        step, state = 0, trainer.init_state()
+    write_resolved_config(config, workdir)
+    total = config.train.steps
+    log = atm_metrics.MetricsLog(workdir, total, resume_step=step)
+    tokens_per_step = config.train.batch_size * config.data.seq_len
+    flops_per_token = objective.flops_per_token()
+    if step == 0 and jax.process_index() == 0:
+        n_params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
+        print(f"atm: objective={config.objective} params={n_params:,} devices={jax.device_count()} "
+              f"mesh={dict(mesh.shape)} steps={total} batch={config.train.batch_size}x{config.data.seq_len}",
+              flush=True)
+
+    pending: list[tuple[int, dict]] = []  # per-step metrics not yet fetched (fetching syncs)
+    last: dict = {}
+    window_start, window_step = time.time(), step
+    prefetch = concurrent.futures.ThreadPoolExecutor(1)
+    next_batch = prefetch.submit(train_data.batch, step)
+
+    def check_and_fetch():
+        nonlocal pending
+        fetched = jax.device_get(pending)
+        pending = []
+        for s, m in fetched:
+            if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
+                raise NonFiniteLossError(
+                    f"non-finite loss ({m['loss']}) or gradient norm ({m['grad_norm']}) at step {s}; stopping. "
+                    f"The last good checkpoint in {ckpt.directory} is intact (steps {ckpt.steps()})")
+        return fetched
+
+    try:
+        while step < total:
+            local = next_batch.result()
+            if step + 1 < total:
+                next_batch = prefetch.submit(train_data.batch, step + 1)
+            state, step_metrics = trainer.train_step(state, trainer.global_batch(local))
+            step += 1
+            pending.append((step, step_metrics))
+            is_log = step % config.train.log_every == 0 or step == total
+            is_ckpt = step % config.checkpoint.every == 0 or step == total
+            is_eval = eval_data is not None and (step % config.train.eval_every == 0 or step == total)
+            if is_log or is_ckpt or is_eval:
+                fetched = check_and_fetch()
+                now = time.time()
+                tokens_per_s = tokens_per_step * (step - window_step) / max(now - window_start, 1e-9)
+                window_start, window_step = now, step
+                scalars = {k: float(v) for k, v in fetched[-1][1].items() if k != "weight"}
+                scalars.update(tokens_per_s=tokens_per_s,
+                               mfu=atm_metrics.mfu(flops_per_token, tokens_per_s, jax.device_count()))
+                if is_eval:
+                    scalars.update(evaluate(trainer, state.params, eval_data, config.train.eval_batches))
+                last = scalars
+                if is_log or is_eval:
+                    log.write(step, scalars)
+            if is_ckpt:
+                ckpt.save(step, state, train_data.state(step), force=step == total)
+            if step == config.train.kill_at_step:
+                ckpt.wait()
+                os.kill(os.getpid(), signal.SIGKILL)
+    finally:
+        prefetch.shutdown(wait=False)
+        ckpt.close()
+        log.close()
+    summary = {"step": step, **last, "workdir": workdir}
+    if jax.process_index() == 0:
+        print("Summary: " + json.dumps({k: (round(v, 5) if isinstance(v, float) else v)
+                                        for k, v in summary.items()}), flush=True)
+    return summary

@@ -1,0 +1,49 @@
+"""atm: pretrain, distil and fine-tune transformer encoders in JAX/Flax.
+
+`pip install -e .[test]` is the whole install; `requirements.lock` pins every
+transitive version that co-installs on Python 3.11 (the Makefile uses it).
+"""
+from setuptools import find_packages, setup
+
+CORE = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "seqio==0.0.20",
+    "tensorflow==2.21.0",
+    "tensorflow-text==2.21.1",
+    "tensorflow-datasets==4.9.10",
+    "ml-collections==1.1.0",
+    "clu==0.0.12",
+    "tensorboard==2.21.0",
+    "sentencepiece==0.2.3",
+    "absl-py==2.5.1",
+    "numpy==2.4.6",
+]
+EXTRAS = {
+    # torch is pinned exactly: a looser range pulls the newest build with GBs of CUDA packages.
+    "test": [
+        "torch==2.13.0",
+        "transformers==5.23.0",
+        "pytest==9.2.0",
+        "pytest-xdist==3.8.0",
+        "nbclient==0.11.0",
+        "nbformat==5.11.1",
+        "ipykernel==7.4.0",
+        "matplotlib==3.11.2",
+    ],
+    "tpu": ["jax[tpu]==0.10.2"],
+    "cuda": ["jax[cuda12]==0.10.2"],
+}
+
+setup(
+    name="atm",
+    version="0.1.0",
+    description="Alexa-Teacher-Model style encoder pretraining, distillation and fine-tuning in JAX",
+    packages=find_packages(include=["atm", "atm.*"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=CORE,
+    extras_require=EXTRAS,
+)
