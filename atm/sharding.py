@@ -89,6 +89,20 @@ def logical_sharding(mesh: Mesh, logical_specs: Any) -> Any:
     return nn.logical_to_mesh_sharding(logical_specs, mesh, LOGICAL_AXIS_RULES)
 
 
+def check_divisible(abstract_tree: Any, shardings: Any):
+    """Fail before compiling when a sharded dimension does not divide by its mesh axes."""
+    for (path, leaf), sh in zip(jax.tree_util.tree_leaves_with_path(abstract_tree), jax.tree_util.tree_leaves(
+            shardings, is_leaf=lambda x: isinstance(x, NamedSharding))):
+        for dim, axes in zip(leaf.shape, sh.spec):
+            axes = (axes,) if isinstance(axes, str) else (axes or ())
+            parts = math.prod(sh.mesh.shape[a] for a in axes)
+            if dim % parts:
+                raise MeshError(
+                    f"{jax.tree_util.keystr(path)} has shape {leaf.shape}: dimension {dim} is sharded over mesh "
+                    f"axes {axes} ({parts} ways) and does not divide; change config.mesh "
+                    f"{dict(sh.mesh.shape)} or the model size")
+
+
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
     """Batch-major arrays: the leading axis over data×fsdp, the rest replicated."""
     return NamedSharding(mesh, P(("data", "fsdp"), *([None] * (ndim - 1))))

@@ -95,6 +95,9 @@ class Trainer:
         with self.activate():
             boxed = jax.eval_shape(self._init_boxed_state, jax.random.key(0))
         self.state_shardings = sharding.logical_sharding(mesh, nn.get_partition_spec(boxed))
+        sharding.check_divisible(nn.unbox(boxed), self.state_shardings)
+        for name, spec in batch.items():
+            sharding.check_divisible({name: spec}, {name: self.batch_shardings[name]})
         self.frozen = objective.frozen_params(mesh)
         self._train_step = jax.jit(
             self._train_step_fn, in_shardings=(self.state_shardings, self.batch_shardings, None),

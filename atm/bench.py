@@ -1,0 +1,313 @@
+"""Throughput / MFU benchmark: one JSON line per run.
+
+    python -m atm.bench --config=configs/bench/bert_small.py --mode=train|infer [--peer=hf]
+        [--steps=20] [--warmup=3] [--hf_head=full|masked] [--config.train.batch_size=64 ...]
+
+train  times `Trainer.train_step` exactly as `atm.train` builds it (dynamic masking, forward, backward,
+       clipping, AdamW, the non-finite guard), on random token ids with a stand-in vocabulary, so no
+       data or vocabulary file is needed.
+infer  times a jitted, deterministic `EncoderForMLM` forward over the full batch with the MLM head at
+       the masked slots (what an MLM evaluation step computes), the masks drawn once beforehand.
+
+Each timed step is blocked until ready; the first call (compile) and `--warmup` steps are excluded;
+`step_s` is the median of `--steps` timed steps. The record holds tokens_per_s, step_s, params,
+flops_per_token (the objective's analytic count; inference is a third of training) and mfu (null
+where `atm.metrics.device_peak_flops()` does not know the device, e.g. CPU).
+
+`--peer=hf` also times Hugging Face transformers' PyTorch `BertForMaskedLM` of the same shape on the
+same (masked) batch in the same process: train = forward with labels + backward + grad clipping +
+torch.optim.AdamW step; infer = a `torch.no_grad()` forward. torch uses os.cpu_count() threads (CUDA
+when torch has it). The line then holds {"atm": {...}, "hf": {...}, "speedup_vs_hf": ...}.
+Plain `BertForMaskedLM` computes vocabulary logits at EVERY position while atm computes the MLM head
+only at the masked slots; `--hf_head=masked` runs HF's encoder and its `cls` head on the gathered
+masked positions instead — the like-for-like comparison of the two implementations.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from atm import config as atm_config
+from atm import metrics as atm_metrics
+from atm import objectives, sharding
+
+MODES = ("train", "infer")
+HF_HEADS = ("full", "masked")
+HF_HEAD_NOTE = {
+    "full": ("hf is plain BertForMaskedLM: vocabulary logits (and, in train, the softmax) at every position; "
+             "atm computes the MLM head only at the masked slots (round(mask_rate*seq_len) per sequence)"),
+    "masked": ("hf runs BertModel + its cls head on the same gathered masked slots as atm "
+               "(like-for-like); plain BertForMaskedLM would compute logits at every position"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchVocabulary:
+    """Stand-in for a real vocabulary: atm's special-id layout ([PAD] [UNK] [CLS] [SEP] [MASK] = 0..4)."""
+    size: int
+    pad_id: int = 0
+    unk_id: int = 1
+    cls_id: int = 2
+    sep_id: int = 3
+    mask_id: int = 4
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        return (self.pad_id, self.cls_id, self.sep_id, self.mask_id)
+
+    @property
+    def first_regular_id(self) -> int:
+        return 5
+
+
+def random_batch(vocab: BenchVocabulary, batch_size: int, seq_len: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Full rows ([CLS] random regular ids [SEP]), one segment each: what packed pretraining data looks like."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(vocab.first_regular_id, vocab.size, size=(batch_size, seq_len), dtype=np.int32)
+    ids[:, 0], ids[:, -1] = vocab.cls_id, vocab.sep_id
+    return {"input_ids": ids, "segment_ids": np.ones_like(ids),
+            "positions": np.broadcast_to(np.arange(seq_len, dtype=np.int32), ids.shape).copy()}
+
+
+def _time_steps(step: Callable[[], Any], steps: int, warmup: int, sync: Callable[[Any], Any]) -> dict:
+    """Run `step` once (compile), `warmup` untimed, then `steps` timed, each synchronised."""
+    start = time.perf_counter()
+    sync(step())
+    first = time.perf_counter() - start
+    for _ in range(warmup):
+        sync(step())
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        sync(step())
+        times.append(time.perf_counter() - start)
+    return {"step_s": statistics.median(times), "step_s_min": min(times), "first_step_s": first}
+
+
+def _record(mode: str, batch: int, seq_len: int, timing: dict, params: int, flops_per_token: float,
+            peak: float | None, num_devices: int, device: str, **extra) -> dict:
+    tokens_per_s = batch * seq_len / timing["step_s"]
+    return {
+        "mode": mode, "batch": batch, "seq_len": seq_len, "device": device,
+        "tokens_per_s": round(tokens_per_s, 1), "step_s": round(timing["step_s"], 6),
+        "params": int(params), "flops_per_token": float(flops_per_token),
+        "mfu": None if peak is None else round(flops_per_token * tokens_per_s / (peak * num_devices), 5),
+        "step_s_min": round(timing["step_s_min"], 6), "first_step_s": round(timing["first_step_s"], 3),
+        "load_avg_1m": round(os.getloadavg()[0], 2),  # the host's load: CPU figures are only as quiet as it
+        **extra,
+    }
+
+
+def benchmark_atm(config, mode: str = "train", steps: int = 10, warmup: int = 2) -> tuple[dict, dict]:
+    """(record, the masked batch on host) for atm on `config`."""
+    from atm.train import Trainer  # imported late: pulls in orbax/clu
+
+    if mode not in MODES:
+        raise ValueError(f"--mode={mode!r}: use one of {MODES}")
+    atm_config.validate(config)
+    mesh = sharding.make_mesh(config.mesh)
+    vocab = BenchVocabulary(size=config.model.vocab_size)
+    objective = objectives.get(config.objective)(config, vocab)
+    trainer = Trainer(config, objective, mesh)
+    batch_size, seq_len = config.train.batch_size, config.data.seq_len
+    batch = trainer.global_batch(random_batch(vocab, batch_size, seq_len, config.seed))
+    state = trainer.init_state()
+    n_params = sum(int(x.size) for x in jax.tree_util.tree_leaves(state.params))
+    with trainer.activate():
+        masked = jax.jit(objective.prepare)(batch, jax.random.key(config.seed))
+    host_batch = jax.device_get(masked)
+
+    if mode == "train":
+        holder = {"state": state}
+
+        def step():
+            holder["state"], metrics = trainer.train_step(holder["state"], batch)
+            return holder["state"], metrics
+
+        flops_per_token = objective.flops_per_token()
+    else:
+        params = state.params
+        del state  # the optimizer state is not needed to infer
+        model = objective.eval_model
+
+        @jax.jit
+        def forward(p, b):
+            return model.apply({"params": p}, b["input_ids"], b["segment_ids"], b["positions"],
+                               masked_positions_BxM=b["masked_positions"])
+
+        def step():
+            with trainer.activate():
+                return forward(params, masked)
+
+        flops_per_token = objective.flops_per_token() / 3.0
+    timing = _time_steps(step, steps, warmup, jax.block_until_ready)
+    device = jax.devices()[0]
+    record = _record(mode, batch_size, seq_len, timing, n_params, flops_per_token,
+                     atm_metrics.device_peak_flops(device), jax.device_count(),
+                     f"{device.device_kind} x{jax.device_count()}",
+                     attention_impl=config.model.attention_impl, dtype=config.model.dtype,
+                     mlm_head_positions_per_sequence=int(host_batch["masked_positions"].shape[1]))
+    return record, host_batch
+
+
+_HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "silu": "silu"}
+
+
+def hf_bert_config(cfg):
+    """transformers.BertConfig of the same shape as atm's EncoderConfig (BERT is post-LN only)."""
+    import transformers
+
+    return transformers.BertConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, intermediate_size=cfg.ffn_size,
+        max_position_embeddings=cfg.max_positions + cfg.position_offset,
+        type_vocab_size=max(cfg.type_vocab_size, 1), hidden_act=_HF_ACTIVATIONS[cfg.activation],
+        layer_norm_eps=cfg.layer_norm_eps, hidden_dropout_prob=cfg.hidden_dropout,
+        attention_probs_dropout_prob=cfg.attention_dropout, tie_word_embeddings=cfg.tie_embeddings)
+
+
+def benchmark_hf(config, mode: str, host_batch: dict, steps: int = 10, warmup: int = 2,
+                 head: str = "full") -> dict:
+    """HF transformers' PyTorch BertForMaskedLM of config's shape on the same masked batch."""
+    import torch
+    import transformers
+
+    if head not in HF_HEADS:
+        raise ValueError(f"--hf_head={head!r}: use one of {HF_HEADS}")
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(config.seed)
+    cfg = atm_config.model_config(config)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = transformers.BertForMaskedLM(hf_bert_config(cfg)).to(device)
+    autocast_dtype = torch.bfloat16 if (cfg.dtype == "bfloat16" and device.type == "cuda") else None
+
+    def tensor(name, dtype):
+        return torch.as_tensor(np.array(host_batch[name]), dtype=dtype, device=device)  # a writable copy
+
+    ids = tensor("input_ids", torch.long)
+    attention_mask = (tensor("segment_ids", torch.long) > 0).long()
+    positions = tensor("masked_positions", torch.long)
+    targets = tensor("masked_targets", torch.long)
+    weights = tensor("masked_weights", torch.float32)
+    rows = torch.arange(ids.shape[0], device=device)[:, None]
+    labels = torch.full_like(ids, -100)
+    labels[rows.expand_as(positions)[weights > 0], positions[weights > 0]] = targets[weights > 0]
+
+    def masked_logits():
+        hidden = model.bert(input_ids=ids, attention_mask=attention_mask).last_hidden_state
+        return model.cls(hidden[rows, positions])
+
+    def forward_loss():
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            if head == "full":
+                return model(input_ids=ids, attention_mask=attention_mask, labels=labels).loss
+            logits = masked_logits().float()
+            nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                                    reduction="none")
+            return (nll * weights.reshape(-1)).sum() / weights.sum().clamp(min=1.0)
+
+    opt = config.optimizer
+    if mode == "train":
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=opt.learning_rate, betas=(opt.b1, opt.b2),
+                                      eps=opt.eps, weight_decay=opt.weight_decay)
+
+        def step():
+            loss = forward_loss()
+            loss.backward()
+            if opt.grad_clip_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            return loss
+    else:
+        model.eval()
+
+        def step():
+            with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
+                                                 enabled=autocast_dtype is not None):
+                if head == "full":
+                    return model(input_ids=ids, attention_mask=attention_mask).logits
+                return masked_logits()
+
+    def sync(out):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return out
+
+    timing = _time_steps(step, steps, warmup, sync)
+    from atm.objectives.mlm import encoder_flops_per_token
+    seq_len = ids.shape[1]
+    per_token = 1.0 if head == "full" else positions.shape[1] / seq_len
+    flops = encoder_flops_per_token(cfg, seq_len, per_token) / (1.0 if mode == "train" else 3.0)
+    peak = None
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name()
+        peak = next((atm_metrics.PEAK_FLOPS[k] for k in sorted(atm_metrics.PEAK_FLOPS, key=len, reverse=True)
+                     if k.lower() in name.lower()), None)
+    device_name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
+    return _record(mode, ids.shape[0], seq_len, timing, sum(p.numel() for p in model.parameters()), flops, peak, 1,
+                   device_name, head=head, attn_implementation=model.config._attn_implementation,
+                   torch=torch.__version__, transformers=transformers.__version__)
+
+
+def benchmark(config, mode: str = "train", steps: int = 10, warmup: int = 2, peer: str = "",
+              hf_head: str = "full") -> dict:
+    """The JSON record: atm's alone, or {"atm", "hf", "speedup_vs_hf", "note"} with `peer="hf"`."""
+    if peer not in ("", "none", "hf"):
+        raise ValueError(f"--peer={peer!r}: use 'hf' or leave it empty")
+    record, host_batch = benchmark_atm(config, mode, steps, warmup)
+    if peer != "hf":
+        return record
+    hf = benchmark_hf(config, mode, host_batch, steps, warmup, hf_head)
+    shared = {k: record[k] for k in ("mode", "batch", "seq_len")}
+    return {**shared, "atm": record, "hf": hf,
+            "speedup_vs_hf": round(record["tokens_per_s"] / hf["tokens_per_s"], 3),
+            "note": HF_HEAD_NOTE[hf_head]}
+
+
+def _define_flags():
+    """Flags are defined only when run as a program, so importing atm.bench next to atm.main is safe."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
+    flags.DEFINE_enum("mode", "train", list(MODES), "train: Trainer.train_step; infer: jitted forward.")
+    flags.DEFINE_string("peer", "", "'hf': also time transformers' PyTorch BertForMaskedLM of the same shape.")
+    flags.DEFINE_enum("hf_head", "full", list(HF_HEADS),
+                      "full: plain BertForMaskedLM (logits at every position); masked: HF head at atm's slots.")
+    flags.DEFINE_integer("steps", 10, "Timed steps (the median is reported).")
+    flags.DEFINE_integer("warmup", 2, "Untimed steps after the first (compiling) call.")
+    flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+    from absl import flags
+    from absl import logging
+
+    if len(argv) > 1:
+        raise SystemExit(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    f = flags.FLAGS
+    try:
+        result = benchmark(f.config, f.mode, f.steps, f.warmup, f.peer, f.hf_head)
+    except ValueError as e:
+        print(f"atm.bench: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)

@@ -1,0 +1,43 @@
+"""Shared test helpers: a tiny config and an in-process trainer run."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from atm import objectives, sharding
+from atm.data import sources
+from atm.train import Trainer
+
+
+def tiny_config(**overrides):
+    import configs.tiny_mlm as tiny
+
+    c = tiny.get_config()
+    c.data.num_examples = 2000
+    c.data.vocab_size = 500
+    c.model.vocab_size = 500
+    c.data.seq_len = 32
+    c.train.batch_size = 16
+    c.train.steps = 4
+    c.optimizer.warmup_steps = 1
+    for key, value in overrides.items():
+        node = c
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return c
+
+
+def run_steps(config, workdir, devices=None, steps=None):
+    """Train `steps` steps in process on a mesh over `devices`; returns (losses, params on host)."""
+    mesh = sharding.make_mesh(config.mesh, devices)
+    vocab, train_data, _ = sources.build(config, workdir)
+    trainer = Trainer(config, objectives.get(config.objective)(config, vocab), mesh)
+    state = trainer.init_state()
+    losses = []
+    for step in range(steps or config.train.steps):
+        batch = sharding.global_batch_from_local(mesh, train_data.batch(step), config.train.batch_size)
+        state, metrics = trainer.train_step(state, batch)
+        losses.append(float(metrics["loss"]))
+    return np.array(losses), jax.device_get(state.params)
