@@ -157,11 +157,9 @@ class Trainer:
         metrics = {k: v / weight for k, v in sums.items() if k != "weight"}
         metrics.update(grad_norm=optax.global_norm(grads), learning_rate=self.schedule(state.step),
                        weight=sums["weight"])
-        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
-        # A non-finite step leaves the state untouched; the host stops the run before any save.
-        keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
-        new_state = TrainState(step=state.step + 1, params=keep(new_params, state.params),
-                               opt_state=keep(opt_state, state.opt_state))
+        # Non-finite losses are caught on the host, which checks every step's metrics before any
+        # checkpoint is written, so a bad update never reaches disk.
+        new_state = TrainState(step=state.step + 1, params=new_params, opt_state=opt_state)
         return new_state, metrics
 
     def _eval_step_fn(self, params, batch: dict, frozen: Any):

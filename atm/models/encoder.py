@@ -219,11 +219,18 @@ class Embeddings(nn.Module):
             self.layer_norm = layer_norm(cfg, "layer_norm")
         self.dropout = nn.Dropout(cfg.hidden_dropout, deterministic=self.deterministic)
 
+    def _lookup(self, table: nn.Embed, ids_BxL: Array) -> Array:
+        # Gather the FSDP-sharded embed dimension before the lookup, as FSDP does for every weight,
+        # so the row gather (and its scatter-add gradient) never mixes batch and embed sharding.
+        full_VxD = nn.with_logical_constraint(table.embedding, ("act_vocab", "act_embed"))
+        return jnp.take(full_VxD, ids_BxL, axis=0).astype(self.cfg.compute_dtype)
+
     def __call__(self, ids_BxL: Array, positions_BxL: Array, token_types_BxL: Array | None) -> Array:
-        x = self.word_embeddings(ids_BxL) + self.position_embeddings(positions_BxL + self.cfg.position_offset)
+        x = self._lookup(self.word_embeddings, ids_BxL)
+        x = x + self._lookup(self.position_embeddings, positions_BxL + self.cfg.position_offset)
         if self.cfg.type_vocab_size > 0:
-            x = x + self.token_type_embeddings(
-                jnp.zeros_like(ids_BxL) if token_types_BxL is None else token_types_BxL)
+            x = x + self._lookup(self.token_type_embeddings,
+                                 jnp.zeros_like(ids_BxL) if token_types_BxL is None else token_types_BxL)
         if not self.cfg.pre_layer_norm:
             x = self.layer_norm(x)
         return nn.with_logical_constraint(self.dropout(x), ("act_batch", "act_length", "act_embed"))
