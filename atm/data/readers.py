@@ -568,6 +568,34 @@ def align_word_labels(words: Sequence[str], labels: Optional[Sequence[int]], voc
     return AlignedWords(token_ids, token_labels, word_ids, kept)
 
 
+def token_char_spans(offsets: Sequence[tuple[int, int]], aligned: AlignedWords, vocab) -> list[tuple[int, int]]:
+    """Character (start, end) of each token of `aligned`, whose words sit at `offsets` in a text.
+
+    A word's pieces split it by their lengths (SentencePiece's "▁" counts for nothing) when the
+    lengths add up to the word's (no normalisation changed it); otherwise each of its tokens gets
+    the whole word's span."""
+    spans: list[tuple[int, int]] = []
+    t = 0
+    while t < len(aligned.word_ids):
+        w = aligned.word_ids[t]
+        end_t = t
+        while end_t < len(aligned.word_ids) and aligned.word_ids[end_t] == w:
+            end_t += 1
+        start, end = offsets[w]
+        ids = aligned.token_ids[t:end_t]
+        lengths = [len(vocab.id_to_piece(i).replace("\u2581", "")) if hasattr(vocab, "id_to_piece")
+                   and i != vocab.unk_id else -1 for i in ids]
+        if -1 not in lengths and sum(lengths) == end - start:
+            position = start
+            for n in lengths:
+                spans.append((position, position + n))
+                position += n
+        else:
+            spans.extend([(start, end)] * (end_t - t))
+        t = end_t
+    return spans
+
+
 def word_predictions(token_predictions: Sequence, word_ids: Sequence[int], num_words: int, default=None) -> list:
     """Per-word prediction: that of the word's first subword (matching first-subword labelling).
 

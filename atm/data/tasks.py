@@ -1,4 +1,4 @@
-"""seqio Tasks and Mixtures over the local data sets (the only module that imports seqio/TF).
+"""seqio Tasks and Mixtures over the local data sets (the only module that imports seqio/TF, lazily).
 
     from atm.data import tasks
     tasks.register(vocab_path="workdir/vocab.model")        # every task below, + mixtures
@@ -24,8 +24,9 @@ the vocabulary's pieces without special tokens (the batcher adds [CLS]/[SEP]):
 
 Token labels follow `readers.align_word_labels`: the word's label on its first subword,
 `IGNORE_INDEX` (-100) elsewhere; `word_ids` give each token's word. QA answers are located at
-whitespace-word granularity (the SQuAD recipe): answer_start/answer_end are the first token of
-the answer's first word and the last token of its last word, -1 when there is no answer.
+subword granularity: answer_start/answer_end are the first and last context tokens overlapping the
+answer's characters (`readers.token_char_spans`; whole words where a word's pieces do not add up
+to it), -1 when there is no answer.
 
 Splits are train / validation / test as the data has them. Splits whose labels the staged files
 do not carry are named `*_unlabelled` (PAN-X test) or `validation_no_answers` (TyDi QA GoldP dev,
@@ -55,8 +56,13 @@ from atm.data import readers
 from atm.data.spoken import spoken_form
 from atm.data.vocab import SentencePieceVocabulary, temperature_rates
 
-import seqio  # noqa: E402  (after the TF-free imports: the rest of atm.data never needs it)
-import tensorflow as tf  # noqa: E402
+
+def _seqio():
+    """(seqio, tensorflow), imported on first use: the registry, readers, counts and rates work
+    without TF (and `python -m atm.data list` starts in a second); seqio is needed to register."""
+    import seqio
+    import tensorflow as tf
+    return seqio, tf
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_ALPHA = 0.3
@@ -325,9 +331,9 @@ def tokenize_example(name: str, raw: dict, vocab, labels: Optional[dict] = None)
     if raw["answers"]:
         a = raw["answers"][0]
         a_start, a_end = a["start"], a["start"] + len(a["text"])
-        words = [w for w, (s, e) in enumerate(offsets) if s < a_end and a_start < e]
-        if words:
-            positions = [t for t, w in enumerate(aligned.word_ids) if words[0] <= w <= words[-1]]
+        spans = readers.token_char_spans(offsets, aligned, vocab)
+        positions = [t for t, (s, e) in enumerate(spans) if s < a_end and a_start < e]
+        if positions:
             start, end = positions[0], positions[-1]
     return {"question_ids": list(vocab.encode(raw["question"])), "context_ids": aligned.token_ids,
             "context_word_ids": aligned.word_ids, "answer_start": start, "answer_end": end}
@@ -362,22 +368,28 @@ def _raw_fields(kind: str, raw: dict) -> dict:
     return out
 
 
-class _ReaderSource(seqio.FunctionDataSource):
-    """A FunctionDataSource whose example counts come from the Python reader, lazily."""
+@functools.lru_cache(maxsize=None)
+def _reader_source_class():
+    seqio, _ = _seqio()
 
-    def __init__(self, name: str, dataset_fn, root: str):
-        super().__init__(dataset_fn, splits=tuple(get_spec(name).splits), caching_permitted=False)
-        self._task_name, self._root = name, root
+    class ReaderSource(seqio.FunctionDataSource):
+        """A FunctionDataSource whose example counts come from the Python reader, lazily."""
 
-    def num_input_examples(self, split: str) -> Optional[int]:
-        return _count(self._task_name, split, self._root)
+        def __init__(self, name: str, dataset_fn, root: str):
+            super().__init__(dataset_fn, splits=tuple(get_spec(name).splits), caching_permitted=False)
+            self._task_name, self._root = name, root
 
-    def get_dataset(self, split: str = "train", shuffle: bool = True, seed: Optional[int] = None,
-                    shard_info=None, *, sequence_length=None, use_cached=False, num_epochs=1) -> tf.data.Dataset:
-        # The examples are materialised in memory (see _columns), so the base class's warning
-        # about shuffling an uncached generator does not apply; sharding is by example.
-        ds = self._dataset_fn(split=split, shuffle_files=shuffle)
-        return ds.shard(shard_info.num_shards, shard_info.index) if shard_info and shard_info.num_shards > 1 else ds
+        def num_input_examples(self, split: str) -> Optional[int]:
+            return _count(self._task_name, split, self._root)
+
+        def get_dataset(self, split: str = "train", shuffle: bool = True, seed: Optional[int] = None,
+                        shard_info=None, *, sequence_length=None, use_cached=False, num_epochs=1):
+            # The examples are materialised in memory (see _columns), so the base class's warning
+            # about shuffling an uncached generator does not apply; sharding is by example.
+            ds = self._dataset_fn(split=split, shuffle_files=shuffle)
+            return ds.shard(shard_info.num_shards, shard_info.index) if shard_info and shard_info.num_shards > 1 else ds
+
+    return ReaderSource
 
 
 @functools.lru_cache(maxsize=8)
@@ -408,6 +420,7 @@ def _columns(name: str, split: str, vocab_path: str, root: str) -> dict[str, lis
 
 
 def _tensor(values: list, rank: int, dtype) -> Any:
+    _, tf = _seqio()
     if rank == 0:
         return tf.constant(values, dtype)
     lengths = np.array([len(v) for v in values], np.int64)
@@ -416,7 +429,8 @@ def _tensor(values: list, rank: int, dtype) -> Any:
     return tf.RaggedTensor.from_row_lengths(tf.constant(flat, dtype, shape=[len(flat)]), lengths)
 
 
-def _dataset(name: str, split: str, vocab_path: str, root: str) -> tf.data.Dataset:
+def _dataset(name: str, split: str, vocab_path: str, root: str):
+    _, tf = _seqio()
     kind = get_spec(name).kind
     columns = _columns(name, split, vocab_path, root)
     tensors = {k: _tensor(columns[k], rank, tf.int32) for k, (rank, _) in _TOKEN_FEATURES[kind].items()}
@@ -424,7 +438,8 @@ def _dataset(name: str, split: str, vocab_path: str, root: str) -> tf.data.Datas
     return tf.data.Dataset.from_tensor_slices(tensors)
 
 
-def _make_task(name: str, vocab_path: str, root: str) -> seqio.Task:
+def _make_task(name: str, vocab_path: str, root: str):
+    seqio, tf = _seqio()
     spec = get_spec(name)
     labels = label_inventory(name, root) if spec.labels else {}
 
@@ -440,7 +455,7 @@ def _make_task(name: str, vocab_path: str, root: str) -> seqio.Task:
         else:
             vocabulary = seqio.PassThroughVocabulary(size=len(labels.get(inventory, ())) or 1)
         features[key] = seqio.Feature(vocabulary=vocabulary, add_eos=False, dtype=tf.int32, rank=rank)
-    return seqio.Task(name, source=_ReaderSource(name, dataset_fn, root), output_features=features)
+    return seqio.Task(name, source=_reader_source_class()(name, dataset_fn, root), output_features=features)
 
 
 # ------------------------------------------------------------------------ registration
@@ -449,12 +464,13 @@ def _replace(registry, name: str):
 
 
 def register_mixture(name: str, tasks: Sequence[str], rates: Optional[Mapping[str, float]] = None,
-                     alpha: float = DEFAULT_ALPHA, root: Optional[str] = None) -> seqio.Mixture:
+                     alpha: float = DEFAULT_ALPHA, root: Optional[str] = None):
     """A seqio Mixture of registered tasks/mixtures with explicit `rates` or temperature rates.
 
     Temperature rates q_k ∝ n_k^alpha use the train-split sizes (counted lazily, when seqio first
     asks for a rate)."""
     tasks = tuple(tasks)
+    seqio, _ = _seqio()
     if rates is not None and set(rates) != set(tasks):
         raise ValueError(f"mixture {name}: rates {sorted(rates)} do not name exactly its tasks {sorted(tasks)}")
     MIXTURES[name] = MixtureSpec(name, tasks, dict(rates) if rates is not None else None, alpha)
@@ -481,6 +497,7 @@ def register(vocab_path: str, data_dir_override: Optional[str] = None, tasks: Op
     if not os.path.isfile(vocab_path):
         raise FileNotFoundError(f"{vocab_path}: no such SentencePiece model (config.data.vocab); "
                                 "train one with python -m atm.data.vocab")
+    seqio, _ = _seqio()
     root = data_dir(data_dir_override)
     names = sorted(tasks) if tasks is not None else sorted(TASKS)
     for name in names:
