@@ -46,5 +46,14 @@ def main(argv):
         sys.exit(1)
 
 
+def run():
+    try:
+        app.run(main)
+    except (AttributeError, KeyError) as e:  # an unknown --config.x.y override (ml_collections names the nearest)
+        overrides = [a.split("=")[0] for a in sys.argv[1:] if a.startswith("--config.")]
+        print(f"atm: error: unknown config key in {overrides}: {str(e).strip(chr(39))}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()
