@@ -257,11 +257,14 @@ def raw_examples(name: str, split: str, root: Optional[str] = None, skip_malform
 
 
 # ------------------------------------------------------------------------ label inventories
-@functools.lru_cache(maxsize=None)
 def label_inventory(name: str, root: Optional[str] = None) -> dict[str, tuple[str, ...]]:
     """{"intent": ..., "slot": ...} / {"tag": ...} / {"label": ...} names in id order."""
+    return _label_inventory(name, data_dir(root))
+
+
+@functools.lru_cache(maxsize=None)
+def _label_inventory(name: str, root: str) -> dict[str, tuple[str, ...]]:
     spec = get_spec(name)
-    root = data_dir(root)
     if spec.labels == "massive":
         reference = readers.MassiveJsonl(os.path.join(root, "massive/data/en-US.jsonl"),
                                          config_key=f"task {name}: MASSIVE label inventory (ATM_DATA_DIR)")
@@ -299,10 +302,12 @@ def _lookup(table: Mapping[str, int], value: str, what: str, task: str) -> int:
 
 
 # ------------------------------------------------------------------------ tokenization
-def tokenize_example(name: str, raw: dict, vocab, labels: Optional[dict] = None) -> dict[str, Any]:
-    """The declared features (lists of ints / ints) of one raw example."""
+def tokenize_example(name: str, raw: dict, vocab, labels: Optional[dict] = None,
+                     root: Optional[str] = None) -> dict[str, Any]:
+    """The declared features (lists of ints / ints) of one raw example; `labels` default to the
+    task's label inventory in the data directory `root`."""
     spec = get_spec(name)
-    labels = labels if labels is not None else label_inventory(name)
+    labels = labels if labels is not None else label_inventory(name, data_dir(root))
     ids = {k: {v: i for i, v in enumerate(names)} for k, names in labels.items()}
     if spec.kind == "text":
         return {"input_ids": list(vocab.encode(raw["text"]))}
