@@ -324,7 +324,7 @@ class EncoderForMLM(nn.Module):
 def param_count(params: Any, exclude_embeddings: bool = False) -> int:
     """Parameters in a (possibly abstract) tree; `exclude_embeddings` drops the embedding tables."""
     total = 0
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(nn.unbox(params)):
         keys = [getattr(k, "key", str(k)) for k in path]
         if exclude_embeddings and "embeddings" in keys and keys[-1] == "embedding":
             continue
