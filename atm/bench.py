@@ -10,12 +10,13 @@ infer  times a jitted, deterministic `EncoderForMLM` forward over the full batch
        the masked slots (what an MLM evaluation step computes), the masks drawn once beforehand.
 
 Each timed step is blocked until ready; the first call (compile) and `--warmup` steps are excluded;
-`step_s` is the median of `--steps` timed steps. The record holds tokens_per_s, step_s, params,
-flops_per_token (the objective's analytic count; inference is a third of training) and mfu (null
+`step_s` is the median of `--steps` timed steps (`step_s_min` the fastest). The record holds tokens_per_s,
+step_s, params, flops_per_token (the objective's analytic count; inference is a third of training) and mfu (null
 where `atm.metrics.device_peak_flops()` does not know the device, e.g. CPU).
 
 `--peer=hf` also times Hugging Face transformers' PyTorch `BertForMaskedLM` of the same shape on the
-same (masked) batch in the same process: train = forward with labels + backward + grad clipping +
+same (masked) batch in the same process, its steps interleaved with atm's so both see the same
+background load (the 2-core dev machine is shared): train = forward with labels + backward + grad clipping +
 torch.optim.AdamW step; infer = a `torch.no_grad()` forward. torch uses os.cpu_count() threads (CUDA
 when torch has it). The line then holds {"atm": {...}, "hf": {...}, "speedup_vs_hf": ...}.
 Plain `BertForMaskedLM` computes vocabulary logits at EVERY position while atm computes the MLM head
@@ -33,7 +34,6 @@ import time
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from atm import config as atm_config
@@ -78,19 +78,38 @@ def random_batch(vocab: BenchVocabulary, batch_size: int, seq_len: int, seed: in
             "positions": np.broadcast_to(np.arange(seq_len, dtype=np.int32), ids.shape).copy()}
 
 
-def _time_steps(step: Callable[[], Any], steps: int, warmup: int, sync: Callable[[Any], Any]) -> dict:
-    """Run `step` once (compile), `warmup` untimed, then `steps` timed, each synchronised."""
-    start = time.perf_counter()
-    sync(step())
-    first = time.perf_counter() - start
-    for _ in range(warmup):
-        sync(step())
-    times = []
-    for _ in range(steps):
+@dataclasses.dataclass
+class Runner:
+    """One framework's benchmark: `step()` runs a step, `sync(out)` waits for it, `record(timing)` reports."""
+    name: str
+    step: Callable[[], Any]
+    sync: Callable[[Any], Any]
+    record: Callable[[dict], dict]
+
+
+def time_runners(runners: list[Runner], steps: int, warmup: int) -> list[dict]:
+    """Compile/first step and `warmup` steps per runner, then `steps` timed rounds, interleaved.
+
+    Interleaving (atm step, HF step, atm step, ...) exposes both to the same background load, so the
+    ratio stays meaningful on a shared machine even when the absolute figures drift.
+    """
+    if steps < 1:
+        raise ValueError(f"--steps={steps}: need at least one timed step")
+    firsts = []
+    for runner in runners:
         start = time.perf_counter()
-        sync(step())
-        times.append(time.perf_counter() - start)
-    return {"step_s": statistics.median(times), "step_s_min": min(times), "first_step_s": first}
+        runner.sync(runner.step())
+        firsts.append(time.perf_counter() - start)
+        for _ in range(warmup):
+            runner.sync(runner.step())
+    times: list[list[float]] = [[] for _ in runners]
+    for _ in range(steps):
+        for runner, runner_times in zip(runners, times):
+            start = time.perf_counter()
+            runner.sync(runner.step())
+            runner_times.append(time.perf_counter() - start)
+    return [{"step_s": statistics.median(t), "step_s_min": min(t), "first_step_s": first}
+            for t, first in zip(times, firsts)]
 
 
 def _record(mode: str, batch: int, seq_len: int, timing: dict, params: int, flops_per_token: float,
@@ -107,8 +126,8 @@ def _record(mode: str, batch: int, seq_len: int, timing: dict, params: int, flop
     }
 
 
-def benchmark_atm(config, mode: str = "train", steps: int = 10, warmup: int = 2) -> tuple[dict, dict]:
-    """(record, the masked batch on host) for atm on `config`."""
+def atm_runner(config, mode: str = "train") -> tuple[Runner, dict]:
+    """(Runner, the masked batch on host) for atm on `config`."""
     from atm.train import Trainer  # imported late: pulls in orbax/clu
 
     if mode not in MODES:
@@ -149,14 +168,16 @@ def benchmark_atm(config, mode: str = "train", steps: int = 10, warmup: int = 2)
                 return forward(params, masked)
 
         flops_per_token = objective.flops_per_token() / 3.0
-    timing = _time_steps(step, steps, warmup, jax.block_until_ready)
     device = jax.devices()[0]
-    record = _record(mode, batch_size, seq_len, timing, n_params, flops_per_token,
-                     atm_metrics.device_peak_flops(device), jax.device_count(),
-                     f"{device.device_kind} x{jax.device_count()}",
-                     attention_impl=config.model.attention_impl, dtype=config.model.dtype,
-                     mlm_head_positions_per_sequence=int(host_batch["masked_positions"].shape[1]))
-    return record, host_batch
+
+    def record(timing):
+        return _record(mode, batch_size, seq_len, timing, n_params, flops_per_token,
+                       atm_metrics.device_peak_flops(device), jax.device_count(),
+                       f"{device.device_kind} x{jax.device_count()}",
+                       attention_impl=config.model.attention_impl, dtype=config.model.dtype,
+                       mlm_head_positions_per_sequence=int(host_batch["masked_positions"].shape[1]))
+
+    return Runner("atm", step, jax.block_until_ready, record), host_batch
 
 
 _HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "silu": "silu"}
@@ -166,17 +187,18 @@ def hf_bert_config(cfg):
     """transformers.BertConfig of the same shape as atm's EncoderConfig (BERT is post-LN only)."""
     import transformers
 
+    if cfg.pre_layer_norm:
+        raise ValueError("--peer=hf compares with BertForMaskedLM, which is post-LN; "
+                         "config.model.pre_layer_norm=True has no HF BERT equivalent")
     return transformers.BertConfig(
         vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads, intermediate_size=cfg.ffn_size,
-        max_position_embeddings=cfg.max_positions + cfg.position_offset,
+        num_attention_heads=cfg.num_heads, intermediate_size=cfg.ffn_size, max_position_embeddings=cfg.max_positions,
         type_vocab_size=max(cfg.type_vocab_size, 1), hidden_act=_HF_ACTIVATIONS[cfg.activation],
         layer_norm_eps=cfg.layer_norm_eps, hidden_dropout_prob=cfg.hidden_dropout,
         attention_probs_dropout_prob=cfg.attention_dropout, tie_word_embeddings=cfg.tie_embeddings)
 
 
-def benchmark_hf(config, mode: str, host_batch: dict, steps: int = 10, warmup: int = 2,
-                 head: str = "full") -> dict:
+def hf_runner(config, mode: str, host_batch: dict, head: str = "full") -> Runner:
     """HF transformers' PyTorch BertForMaskedLM of config's shape on the same masked batch."""
     import torch
     import transformers
@@ -202,12 +224,15 @@ def benchmark_hf(config, mode: str, host_batch: dict, steps: int = 10, warmup: i
     labels = torch.full_like(ids, -100)
     labels[rows.expand_as(positions)[weights > 0], positions[weights > 0]] = targets[weights > 0]
 
+    def autocast():
+        return torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None)
+
     def masked_logits():
         hidden = model.bert(input_ids=ids, attention_mask=attention_mask).last_hidden_state
         return model.cls(hidden[rows, positions])
 
     def forward_loss():
-        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        with autocast():
             if head == "full":
                 return model(input_ids=ids, attention_mask=attention_mask, labels=labels).loss
             logits = masked_logits().float()
@@ -233,8 +258,7 @@ def benchmark_hf(config, mode: str, host_batch: dict, steps: int = 10, warmup: i
         model.eval()
 
         def step():
-            with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
-                                                 enabled=autocast_dtype is not None):
+            with torch.no_grad(), autocast():
                 if head == "full":
                     return model(input_ids=ids, attention_mask=attention_mask).logits
                 return masked_logits()
@@ -244,20 +268,24 @@ def benchmark_hf(config, mode: str, host_batch: dict, steps: int = 10, warmup: i
             torch.cuda.synchronize()
         return out
 
-    timing = _time_steps(step, steps, warmup, sync)
     from atm.objectives.mlm import encoder_flops_per_token
+
     seq_len = ids.shape[1]
     per_token = 1.0 if head == "full" else positions.shape[1] / seq_len
     flops = encoder_flops_per_token(cfg, seq_len, per_token) / (1.0 if mode == "train" else 3.0)
-    peak = None
+    peak, device_name = None, f"cpu x{torch.get_num_threads()} threads"
     if device.type == "cuda":
-        name = torch.cuda.get_device_name()
+        device_name = torch.cuda.get_device_name()
         peak = next((atm_metrics.PEAK_FLOPS[k] for k in sorted(atm_metrics.PEAK_FLOPS, key=len, reverse=True)
-                     if k.lower() in name.lower()), None)
-    device_name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
-    return _record(mode, ids.shape[0], seq_len, timing, sum(p.numel() for p in model.parameters()), flops, peak, 1,
-                   device_name, head=head, attn_implementation=model.config._attn_implementation,
-                   torch=torch.__version__, transformers=transformers.__version__)
+                     if k.lower() in device_name.lower()), None)
+    n_params = sum(p.numel() for p in model.parameters())
+
+    def record(timing):
+        return _record(mode, ids.shape[0], seq_len, timing, n_params, flops, peak, 1, device_name, head=head,
+                       attn_implementation=model.config._attn_implementation, torch=torch.__version__,
+                       transformers=transformers.__version__)
+
+    return Runner("hf", step, sync, record)
 
 
 def benchmark(config, mode: str = "train", steps: int = 10, warmup: int = 2, peer: str = "",
@@ -265,14 +293,18 @@ def benchmark(config, mode: str = "train", steps: int = 10, warmup: int = 2, pee
     """The JSON record: atm's alone, or {"atm", "hf", "speedup_vs_hf", "note"} with `peer="hf"`."""
     if peer not in ("", "none", "hf"):
         raise ValueError(f"--peer={peer!r}: use 'hf' or leave it empty")
-    record, host_batch = benchmark_atm(config, mode, steps, warmup)
+    atm, host_batch = atm_runner(config, mode)
     if peer != "hf":
-        return record
-    hf = benchmark_hf(config, mode, host_batch, steps, warmup, hf_head)
-    shared = {k: record[k] for k in ("mode", "batch", "seq_len")}
-    return {**shared, "atm": record, "hf": hf,
-            "speedup_vs_hf": round(record["tokens_per_s"] / hf["tokens_per_s"], 3),
-            "note": HF_HEAD_NOTE[hf_head]}
+        (timing,) = time_runners([atm], steps, warmup)
+        return atm.record(timing)
+    hf = hf_runner(config, mode, host_batch, hf_head)
+    atm_timing, hf_timing = time_runners([atm, hf], steps, warmup)
+    atm_record, hf_record = atm.record(atm_timing), hf.record(hf_timing)
+    return {"mode": mode, "batch": atm_record["batch"], "seq_len": atm_record["seq_len"],
+            "atm": atm_record, "hf": hf_record,
+            "speedup_vs_hf": round(atm_record["tokens_per_s"] / hf_record["tokens_per_s"], 3),
+            "speedup_vs_hf_best_step": round(hf_record["step_s_min"] / atm_record["step_s_min"], 3),
+            "note": HF_HEAD_NOTE[hf_head] + "; atm and hf steps are timed interleaved"}
 
 
 def _define_flags():

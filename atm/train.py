@@ -215,7 +215,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     mesh = sharding.make_mesh(config.mesh)  # a wrong mesh fails here, before any compile
-    vocab, train_data, eval_data = sources.build(config, workdir)
+    vocab, train_data, eval_data, data_stats = sources.build(config, workdir)
     objective = objectives.get(config.objective)(config, vocab)
     trainer = Trainer(config, objective, mesh)
     ckpt = atm_checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep,
@@ -273,6 +273,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 tokens_per_s = tokens_per_step * (step - window_step) / max(now - window_start, 1e-9)
                 window_start, window_step = now, step
                 scalars = {k: float(v) for k, v in fetched[-1][1].items() if k != "weight"}
+                if not last:  # the first record carries the data statistics (malformed rows skipped)
+                    scalars.update(data_stats)
                 scalars.update(tokens_per_s=tokens_per_s,
                                mfu=atm_metrics.mfu(flops_per_token, tokens_per_s, jax.device_count()))
                 if is_eval:

@@ -18,6 +18,7 @@ def get_config():
     c.data.vocab_size = 2000
     c.data.seq_len = 64
     c.data.num_examples = 20000
+    c.data.spoken_share = 0.7  # as ATM: 70% spoken form
     c.train.steps = 600
     c.train.batch_size = 32
     c.train.log_every = 50

@@ -32,7 +32,7 @@ def tiny_config(**overrides):
 def run_steps(config, workdir, devices=None, steps=None):
     """Train `steps` steps in process on a mesh over `devices`; returns (losses, params on host)."""
     mesh = sharding.make_mesh(config.mesh, devices)
-    vocab, train_data, _ = sources.build(config, workdir)
+    vocab, train_data, _, _ = sources.build(config, workdir)
     trainer = Trainer(config, objectives.get(config.objective)(config, vocab), mesh)
     state = trainer.init_state()
     losses = []

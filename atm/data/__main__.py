@@ -9,6 +9,8 @@
         SentencePiece model is trained on the split's text
     python -m atm.data show TASK --split=S --count
         the number of rows (and of malformed rows skipped with --skip_malformed)
+    python -m atm.data bench TASK [--config=configs/tiny_mlm.py]
+        the input pipeline's rows/s against the rows/s the tiny model's training step consumes
 
 The data directory is --data_dir, else $ATM_DATA_DIR, else ../shared/data beside the repository.
 """
@@ -124,12 +126,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     show.add_argument("--count", action="store_true", help="print the number of rows instead")
     show.add_argument("--skip_malformed", action="store_true", help="skip (and count) malformed rows")
     show.add_argument("--data_dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    bench = commands.add_parser("bench", help="pipeline rows/s against the tiny model's training step")
+    bench.add_argument("task", help='a task or mixture, or "synthetic"')
+    bench.add_argument("--config", default="configs/tiny_mlm.py")
+    bench.add_argument("--batches", type=int, default=50)
+    bench.add_argument("--data_dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     root = tasks.data_dir(args.data_dir)
     args.data_dir = root
     try:
         if args.command == "list":
             return _list(root)
+        if args.command == "bench":
+            from atm.data import bench
+            return bench.main(args)
         return _show(args)
     except (FileNotFoundError, KeyError, ValueError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)

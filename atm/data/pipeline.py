@@ -32,6 +32,7 @@ class Batcher:
     pad_id: int
     process_index: int = 0
     process_count: int = 1
+    word_starts: Sequence[np.ndarray] | None = None  # per example, bool per token: emits `word_ids` when set
 
     def __post_init__(self):
         if not len(self.examples):
@@ -74,18 +75,28 @@ class Batcher:
             start += self._epoch_rows[epoch]
             epoch += 1
 
-    def _row(self, members: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ids = np.full(self.seq_len, self.pad_id, np.int32)
-        segments = np.zeros(self.seq_len, np.int32)
-        positions = np.zeros(self.seq_len, np.int32)
+    def _row(self, members: list[int]) -> dict[str, np.ndarray]:
+        row = {"input_ids": np.full(self.seq_len, self.pad_id, np.int32),
+               "segment_ids": np.zeros(self.seq_len, np.int32),
+               "positions": np.zeros(self.seq_len, np.int32)}
+        if self.word_starts is not None:
+            # word_ids: 1, 2, ... per word across the row; 0 for special tokens and padding.
+            row["word_ids"] = np.zeros(self.seq_len, np.int32)
+            words_so_far = 0
         used = 0
         for segment, i in enumerate(members, start=1):
             n = int(self._lengths[i])
-            ids[used:used + n] = np.concatenate([[self.cls_id], self.examples[i][:n - 2], [self.sep_id]])
-            segments[used:used + n] = segment
-            positions[used:used + n] = np.arange(n)
+            row["input_ids"][used:used + n] = np.concatenate([[self.cls_id], self.examples[i][:n - 2], [self.sep_id]])
+            row["segment_ids"][used:used + n] = segment
+            row["positions"][used:used + n] = np.arange(n)
+            if self.word_starts is not None and n > 2:
+                starts = np.asarray(self.word_starts[i][:n - 2], bool).copy()
+                starts[0] = True  # a piece without "▁" at the start still begins a word
+                word_ids = words_so_far + np.cumsum(starts)
+                row["word_ids"][used + 1:used + n - 1] = word_ids
+                words_so_far = int(word_ids[-1])
             used += n
-        return ids, segments, positions
+        return row
 
     # --- the public interface -----------------------------------------------------------
     @property
@@ -99,13 +110,12 @@ class Batcher:
         for r in range(first, first + self.local_batch_size):
             epoch, index = self._locate(r)
             rows.append(self._row(self._rows_of_epoch(epoch)[index]))
-        ids, segments, positions = (np.stack(x) for x in zip(*rows))
-        return {"input_ids": ids, "segment_ids": segments, "positions": positions}
+        return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
 
     def fingerprint(self) -> str:
         """Identifies the stream; a checkpoint's data position only makes sense for the same one."""
         h = hashlib.sha256(json.dumps([self.seq_len, self.batch_size, self.seed, self.pack,
-                                       len(self.examples)]).encode())
+                                       len(self.examples), self.word_starts is not None]).encode())
         for e in self.examples[:1000]:
             h.update(np.asarray(e, np.int32).tobytes())
         return h.hexdigest()[:16]

@@ -1,50 +1,156 @@
 """From `config.data` to a vocabulary and train/eval batchers.
 
-Sources: "synthetic" (atm's own generated utterances) and "text_files" (one
-example per line, globs in `config.data.files`). When `config.data.vocab` is
-empty a SentencePiece model is trained on the training text into the workdir.
+Sources (`config.data.source`):
+  synthetic   atm's own generated assistant utterances (the embedded default)
+  text_files  one example per line, comma-separated globs in `config.data.files`
+  tasks       registered tasks/mixtures (`python -m atm.data list`) with rates, e.g.
+              "mlm_text:0.8,tydiqa_goldp:0.1,xnli:0.1"; mixtures expand into their members'
+              rates (temperature sampling, alpha in atm/data/tasks.py). The MLM text of a row is
+              its text, the premise of an NLI pair, or the (deduplicated) context of a QA row.
+`config.data.spoken_share` turns that share of the stream into ATM's spoken form.
+When `config.data.vocab` is empty a SentencePiece model is trained on the training text
+into the workdir.
 """
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 
 import jax
 import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
 
-from atm.data import synthetic
+from atm.data import spoken, synthetic
 from atm.data.pipeline import Batcher
-from atm.data.vocab import SentencePieceVocabulary, train_sentencepiece
+from atm.data.vocab import SentencePieceVocabulary, file_language, train_sentencepiece
+
+Texts = list[tuple[str, str]]  # (text, language)
 
 
-def read_text_files(patterns: str, key: str = "config.data.files") -> list[str]:
-    lines = []
+def read_text_files(patterns: str, key: str = "config.data.files") -> Texts:
+    texts = []
     for pattern in [p.strip() for p in patterns.split(",") if p.strip()]:
         paths = sorted(glob.glob(os.path.expanduser(pattern)))
         if not paths:
             raise FileNotFoundError(f"{key}: no file matches {pattern!r}")
         for path in paths:
+            language = file_language(path)
             with open(path, encoding="utf-8") as f:
-                lines.extend(line.strip() for line in f if line.strip())
-    if not lines:
+                texts.extend((line.strip(), language) for line in f if line.strip())
+    if not texts:
         raise ValueError(f"{key}={patterns!r}: the files contain no text")
-    return lines
+    return texts
 
 
-def load_texts(data_config) -> list[str]:
+def _task_texts(name: str, root: str, skip_malformed: bool) -> tuple[Texts, int]:
+    """MLM text of every row of a task's train split (its only split when it has no train split)."""
+    from atm.data import tasks
+
+    spec = tasks.get_spec(name)
+    reader = spec.reader(tasks.train_split(spec), root, skip_malformed)
+    texts, seen = [], set()
+    for row in reader:
+        if spec.kind == "pair":
+            text = row["premise"]
+        elif spec.kind == "qa":
+            text = row["context"]
+            if text in seen:  # many questions share one context
+                continue
+            seen.add(text)
+        else:
+            text = row.get("text") or " ".join(row["words"])
+        if spec.spoken:
+            text = spoken.spoken_form(text, spec.language)
+        texts.append((text, spec.language))
+    return texts, reader.num_malformed
+
+
+def _leaf_rates(name: str, rate: float, root: str) -> dict[str, float]:
+    from atm.data import tasks
+
+    if name not in tasks.MIXTURES:
+        tasks.get_spec(name)  # a clear error for unknown names
+        return {name: rate}
+    out: dict[str, float] = {}
+    for member, member_rate in tasks.mixture_rates(name, root).items():
+        for leaf, r in _leaf_rates(member, rate * member_rate, root).items():
+            out[leaf] = out.get(leaf, 0.0) + r
+    return out
+
+
+def parse_task_rates(spec: str) -> dict[str, float]:
+    rates = {}
+    for item in [x.strip() for x in spec.split(",") if x.strip()]:
+        name, _, rate = item.partition(":")
+        try:
+            rates[name.strip()] = float(rate) if rate else 1.0
+        except ValueError:
+            raise ValueError(f"config.data.tasks: bad rate in {item!r} (use name:rate, e.g. mlm_text:0.8)") from None
+    if not rates:
+        raise ValueError("config.data.source='tasks' needs config.data.tasks, e.g. 'massive_text' or 'a:0.7,b:0.3'")
+    return rates
+
+
+def mixed_task_texts(spec: str, root: str, total: int, seed: int, skip_malformed: bool) -> tuple[Texts, int]:
+    """A deterministic sample of `total` rows (0: as many rows as the tasks have) at the tasks' rates.
+
+    Each leaf task contributes round(rate · total) rows, cycling a seeded permutation of its rows,
+    so small languages are upsampled as temperature sampling asks.
+    """
+    leaves: dict[str, float] = {}
+    for name, rate in parse_task_rates(spec).items():
+        for leaf, r in _leaf_rates(name, rate, root).items():
+            leaves[leaf] = leaves.get(leaf, 0.0) + r
+    norm = sum(leaves.values())
+    rows = {leaf: _task_texts(leaf, root, skip_malformed) for leaf in sorted(leaves)}
+    total = total or sum(len(t) for t, _ in rows.values())
+    out, malformed = [], 0
+    for i, leaf in enumerate(sorted(leaves)):
+        texts, bad = rows[leaf]
+        malformed += bad
+        want = round(leaves[leaf] / norm * total)
+        if not texts or not want:
+            continue
+        order = np.random.default_rng([seed, i]).permutation(len(texts))
+        out.extend(texts[order[j % len(texts)]] for j in range(want))
+    order = np.random.default_rng(seed).permutation(len(out))
+    return [out[i] for i in order], malformed
+
+
+def load_texts(data_config) -> tuple[Texts, int]:
+    """(text, language) rows of the configured source and the number of malformed rows skipped."""
     if data_config.source == "synthetic":
         langs = tuple(x.strip() for x in data_config.languages.split(",") if x.strip())
-        return synthetic.utterances(data_config.num_examples, seed=1234, languages=langs)
+        texts = synthetic.utterances(data_config.num_examples, seed=1234, languages=langs)
+        return [(t, langs[i % len(langs)]) for i, t in enumerate(texts)], 0
     if data_config.source == "text_files":
         if not data_config.files:
             raise ValueError("config.data.source='text_files' needs config.data.files (comma-separated globs)")
-        return read_text_files(data_config.files)
-    raise ValueError(f"config.data.source={data_config.source!r}: use 'synthetic' or 'text_files'")
+        return read_text_files(data_config.files), 0
+    if data_config.source == "tasks":
+        from atm.data import tasks
+        root = tasks.data_dir(data_config.data_dir or None)
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"data directory {root} does not exist (config.data.data_dir or ATM_DATA_DIR)")
+        return mixed_task_texts(data_config.tasks, root, data_config.num_examples, 1234, data_config.skip_malformed)
+    raise ValueError(f"config.data.source={data_config.source!r}: use 'synthetic', 'text_files' or 'tasks'")
+
+
+def apply_spoken_share(texts: Texts, share: float) -> list[str]:
+    """Turn a fixed, content-independent share of rows (chosen by a hash of the row index) into spoken form."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"config.data.spoken_share={share} must be within [0, 1]")
+    out = []
+    for i, (text, language) in enumerate(texts):
+        h = int.from_bytes(hashlib.blake2b(str(i).encode(), digest_size=4).digest(), "little") / 2 ** 32
+        out.append(spoken.spoken_form(text, language) if h < share else text)
+    return out
 
 
 def split_train_eval(texts: list[str], eval_fraction: float) -> tuple[list[str], list[str]]:
-    """A fixed held-out split: every k-th line goes to eval."""
+    """A fixed held-out split: every k-th row goes to eval."""
     if eval_fraction <= 0:
         return texts, texts[:0]
     every = max(2, round(1 / eval_fraction))
@@ -63,14 +169,23 @@ def load_vocab(data_config, workdir: str, train_texts: list[str]):
 
 
 def build(config, workdir: str):
-    """(vocab, train Batcher, eval Batcher or None) for this process."""
+    """(vocab, train Batcher, eval Batcher or None, data stats) for this process."""
     data = config.data
-    train_texts, eval_texts = split_train_eval(load_texts(data), data.eval_fraction)
+    rows, malformed = load_texts(data)
+    if malformed:
+        logging.warning("data: skipped %d malformed rows (config.data.skip_malformed=True)", malformed)
+        print(f"WARNING: data: skipped {malformed} malformed rows (config.data.skip_malformed=True)", flush=True)
+    train_texts, eval_texts = split_train_eval(apply_spoken_share(rows, data.spoken_share), data.eval_fraction)
     vocab = load_vocab(data, workdir, train_texts)
 
     def batcher(texts, seed):
         examples = [np.asarray(ids, np.int32) for ids in vocab.encode_batch(texts)]
+        word_starts = None
+        if data.whole_word_masking:
+            starts = vocab.word_start_table()
+            word_starts = [starts[e] for e in examples]
         return Batcher(examples, data.seq_len, config.train.batch_size, seed, data.pack, vocab.cls_id,
-                       vocab.sep_id, vocab.pad_id, jax.process_index(), jax.process_count())
+                       vocab.sep_id, vocab.pad_id, jax.process_index(), jax.process_count(), word_starts=word_starts)
 
-    return vocab, batcher(train_texts, config.seed), (batcher(eval_texts, 0) if eval_texts else None)
+    stats = {"data_rows": len(rows), "data_malformed_rows": malformed}
+    return vocab, batcher(train_texts, config.seed), (batcher(eval_texts, 0) if eval_texts else None), stats

@@ -1,8 +1,8 @@
 """A small multilingual virtual-assistant corpus that atm generates itself.
 
 Templated utterances (written for atm, not taken from any data set) in English,
-German, French and Spanish, in both written form and ATM's spoken form (lower
-case, no punctuation). Deterministic for a given seed, so the demo, the
+German, French and Spanish, in written form (`config.data.spoken_share` turns a
+share into ATM's spoken form). Deterministic for a given seed, so the demo, the
 notebook and the tests need no downloaded data.
 """
 from __future__ import annotations
@@ -95,17 +95,10 @@ _TEMPLATES = {
 }
 
 LANGUAGES = tuple(_TEMPLATES)
-_PUNCTUATION = str.maketrans("", "", ".,?!¿¡:;\"")
 
 
-def spoken_form(text: str) -> str:
-    """ATM's spoken form, minimal version: lower case and no punctuation."""
-    return " ".join(text.lower().translate(_PUNCTUATION).split())
-
-
-def utterances(n: int, seed: int = 0, languages: tuple[str, ...] = LANGUAGES,
-               spoken_share: float = 0.7) -> list[str]:
-    """`n` utterances, languages round-robin, `spoken_share` of them in spoken form."""
+def utterances(n: int, seed: int = 0, languages: tuple[str, ...] = LANGUAGES) -> list[str]:
+    """`n` written-form utterances, languages round-robin."""
     unknown = sorted(set(languages) - set(LANGUAGES))
     if unknown:
         raise ValueError(f"config.data.languages has {unknown}; the synthetic corpus has {list(LANGUAGES)}")
@@ -115,6 +108,5 @@ def utterances(n: int, seed: int = 0, languages: tuple[str, ...] = LANGUAGES,
         lang = languages[i % len(languages)]
         intent = rng.choice(sorted(_TEMPLATES[lang]))
         template = rng.choice(_TEMPLATES[lang][intent])
-        text = template.format(**{k: rng.choice(v) for k, v in _SLOTS[lang].items()})
-        out.append(spoken_form(text) if rng.random() < spoken_share else text)
+        out.append(template.format(**{k: rng.choice(v) for k, v in _SLOTS[lang].items()}))
     return out

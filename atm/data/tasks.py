@@ -196,6 +196,8 @@ MIXTURES: dict[str, MixtureSpec] = {m.name: m for m in (
     MixtureSpec("panx", tuple(f"panx_{x}" for x in PANX_LANGUAGES), description="PAN-X NER, 9 languages"),
     MixtureSpec("tydiqa_goldp", tuple(f"tydiqa_goldp_{x}" for x in TYDIQA_TRAIN),
                 description="TyDi QA GoldP train, en/ko/sw"),
+    MixtureSpec("xnli", tuple(f"xnli_{x}" for x in XNLI_LANGUAGES),
+                description="XNLI dev, 15 languages (its premises are stage-1 MLM text)"),
 )}
 
 
@@ -218,10 +220,19 @@ def _count(name: str, split: str, root: str) -> int:
     return get_spec(name).reader(split, root).count()
 
 
+def train_split(spec: TaskSpec) -> str:
+    """The split a task trains on: "train", or its only labelled split when it has none (XNLI dev as MLM text)."""
+    return "train" if "train" in spec.splits else sorted(spec.splits)[0]
+
+
 def num_examples(name: str, split: str = "train", root: Optional[str] = None) -> int:
-    """Rows of a task's split (or of a mixture: the sum over its tasks), cached per process."""
+    """Rows of a task's split (or of a mixture: the sum over its tasks), cached per process.
+
+    split="train" falls back to `train_split` for tasks without a train split."""
     if name in MIXTURES:
         return sum(num_examples(t, split, root) for t in MIXTURES[name].tasks)
+    if split == "train":
+        split = train_split(get_spec(name))
     return _count(name, split, data_dir(root))
 
 

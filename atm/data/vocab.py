@@ -93,6 +93,11 @@ class SentencePieceVocabulary:
     def id_to_piece(self, i: int) -> str:
         return self._sp.id_to_piece(int(i))
 
+    def word_start_table(self):
+        """Bool per id: does this piece start a word (SentencePiece's "▁" prefix)? For whole-word masking."""
+        import numpy as np
+        return np.array([self._sp.id_to_piece(i).startswith("\u2581") for i in range(self.size)])
+
 
 def train_sentencepiece(lines: Iterable[str], vocab_size: int, out_prefix: str) -> SentencePieceVocabulary:
     """Train a unigram SentencePiece model with ids 0..4 = [PAD] [UNK] [CLS] [SEP] [MASK]."""

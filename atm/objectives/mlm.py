@@ -23,13 +23,18 @@ def num_mask_slots(mask_rate: float, seq_len: int, max_predictions: int = -1) ->
 
 def mask_tokens(rng: jax.Array, ids_BxL: jax.Array, maskable_BxL: jax.Array, *, num_slots: int, mask_rate: float,
                 mask_token_rate: float, random_token_rate: float, mask_id: int, random_low: int,
-                vocab_size: int) -> dict:
+                vocab_size: int, word_ids_BxL: jax.Array | None = None) -> dict:
     """BERT masking: pick round(rate·n) maskable positions; of those 80% [MASK], 10% random, 10% kept.
 
+    With `word_ids_BxL` (whole-word masking) every piece of a word shares the word's random
+    score, so words are chosen whole (the last one may be cut by the token budget).
     Returns the corrupted ids and, per slot, the position, the original token and a 0/1 weight.
     """
     choose_rng, kind_rng, random_rng = jax.random.split(rng, 3)
-    scores = jnp.where(maskable_BxL, jax.random.uniform(choose_rng, ids_BxL.shape), -1.0)
+    uniform = jax.random.uniform(choose_rng, ids_BxL.shape)
+    if word_ids_BxL is not None:
+        uniform = jnp.take_along_axis(uniform, word_ids_BxL, axis=1)
+    scores = jnp.where(maskable_BxL, uniform, -1.0)
     _, positions_BxM = jax.lax.top_k(scores, num_slots)
     n_maskable = maskable_BxL.sum(axis=-1)
     n_masked = jnp.minimum(jnp.round(mask_rate * n_maskable), num_slots)
@@ -94,7 +99,9 @@ class MaskedLM(Objective):
 
     def example_batch(self, batch_size):
         shape = (batch_size, self.seq_len)
-        return {k: jax.ShapeDtypeStruct(shape, jnp.int32) for k in ("input_ids", "segment_ids", "positions")}
+        names = ("input_ids", "segment_ids", "positions") + (
+            ("word_ids",) if self.config.data.whole_word_masking else ())
+        return {k: jax.ShapeDtypeStruct(shape, jnp.int32) for k in names}
 
     def init_params(self, rng, batch):
         positions = jnp.zeros((batch["input_ids"].shape[0], self.num_slots), jnp.int32)
@@ -108,7 +115,7 @@ class MaskedLM(Objective):
         masked = mask_tokens(rng, ids, maskable, num_slots=self.num_slots, mask_rate=mlm.mask_rate,
                              mask_token_rate=mlm.mask_token_rate, random_token_rate=mlm.random_token_rate,
                              mask_id=self.vocab.mask_id, random_low=self.vocab.first_regular_id,
-                             vocab_size=self.vocab.size)
+                             vocab_size=self.vocab.size, word_ids_BxL=batch.get("word_ids"))
         return {**batch, **masked}
 
     def loss(self, params, frozen, batch, rng, train):

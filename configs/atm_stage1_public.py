@@ -1,0 +1,37 @@
+"""ATM stage 1, in miniature: MLM on public multilingual text with 70% spoken form.
+
+Text: WikiANN sentences (mlm_text, 9 languages, temperature-sampled), TyDi QA GoldP
+contexts and XNLI premises, from the real data directory (ATM_DATA_DIR, default
+../shared/data). The vocabulary is trained on the same mixture first:
+
+    python -m atm.data.vocab --input='../shared/data/mlm_text/wikiann_sentences/*.txt' \
+        --vocab_size=8000 --out=workdirs/vocab/stage1 --alpha=0.3 --spoken_share=0.7
+    python -m atm.main --config=configs/atm_stage1_public.py --workdir=workdirs/stage1 \
+        --config.data.vocab=workdirs/vocab/stage1.model
+
+Without --config.data.vocab a vocabulary is trained from the run's own training text into
+the workdir. Model: the `small` preset (4×512) with pre-LN, as ATM's teachers.
+"""
+from atm.config import default_config
+from atm.models import presets
+
+
+def get_config():
+    c = default_config("mlm")
+    c.model.update(presets.get("small"))
+    c.model.update(pre_layer_norm=True, vocab_size=8000, type_vocab_size=1, max_positions=128, hidden_dropout=0.1)
+    c.data.source = "tasks"
+    c.data.tasks = "mlm_text:0.8,tydiqa_goldp:0.1,xnli:0.1"
+    c.data.num_examples = 0  # every row once per epoch, at the mixture's rates
+    c.data.spoken_share = 0.7
+    c.data.vocab_size = 8000
+    c.data.seq_len = 128
+    c.data.whole_word_masking = True
+    c.train.steps = 20000
+    c.train.batch_size = 64
+    c.train.eval_every = 1000
+    c.train.log_every = 50
+    c.optimizer.learning_rate = 5e-4
+    c.optimizer.warmup_steps = 1000
+    c.checkpoint.every = 1000
+    return c

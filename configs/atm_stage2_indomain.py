@@ -1,0 +1,35 @@
+"""ATM stage 2, in miniature: continue MLM on in-domain assistant utterances (MASSIVE).
+
+Text: MASSIVE utterances (en-US, de-DE, sw-KE; massive_text mixture, temperature-sampled),
+already spoken-form-like (short, lower case). Stage-1 replay: `config.data.tasks` may add
+e.g. ",mlm_text:0.1" (ATM's replay rate is unverified; default none). Start from the stage-1
+weights by copying its checkpoint directory into the new workdir (a later issue adds
+`init_from`), and use the stage-1 vocabulary so the embeddings line up:
+
+    python -m atm.data.vocab --input='../shared/data/massive/data/*.jsonl' ...  # or reuse stage 1's
+    python -m atm.main --config=configs/atm_stage2_indomain.py --workdir=workdirs/stage2 \
+        --config.data.vocab=workdirs/vocab/stage1.model
+"""
+from atm.config import default_config
+from atm.models import presets
+
+
+def get_config():
+    c = default_config("mlm")
+    c.model.update(presets.get("small"))
+    c.model.update(pre_layer_norm=True, vocab_size=8000, type_vocab_size=1, max_positions=128, hidden_dropout=0.1)
+    c.data.source = "tasks"
+    c.data.tasks = "massive_text"
+    c.data.num_examples = 0
+    c.data.spoken_share = 0.0  # utterances are in-domain spoken text already
+    c.data.vocab_size = 8000
+    c.data.seq_len = 64
+    c.data.whole_word_masking = True
+    c.train.steps = 5000
+    c.train.batch_size = 64
+    c.train.eval_every = 500
+    c.train.log_every = 50
+    c.optimizer.learning_rate = 2e-4
+    c.optimizer.warmup_steps = 200
+    c.checkpoint.every = 500
+    return c
