@@ -96,7 +96,7 @@ def parse_task_rates(spec: str) -> dict[str, float]:
 def mixed_task_texts(spec: str, root: str, total: int, seed: int, skip_malformed: bool) -> tuple[Texts, int]:
     """A deterministic sample of `total` rows (0: as many rows as the tasks have) at the tasks' rates.
 
-    Each leaf task contributes round(rate · total) rows, cycling a seeded permutation of its rows,
+    Each leaf task contributes ≈ rate · total rows, cycling a seeded permutation of its rows,
     so small languages are upsampled as temperature sampling asks.
     """
     leaves: dict[str, float] = {}
@@ -106,11 +106,14 @@ def mixed_task_texts(spec: str, root: str, total: int, seed: int, skip_malformed
     norm = sum(leaves.values())
     rows = {leaf: _task_texts(leaf, root, skip_malformed) for leaf in sorted(leaves)}
     total = total or sum(len(t) for t, _ in rows.values())
+    names = sorted(leaves)
+    exact = np.array([leaves[n] / norm * total for n in names])
+    wants = np.floor(exact).astype(int)  # largest remainders get the rounding, so the sizes add up to total
+    wants[np.argsort(wants - exact)[:total - wants.sum()]] += 1
     out, malformed = [], 0
-    for i, leaf in enumerate(sorted(leaves)):
+    for i, (leaf, want) in enumerate(zip(names, wants)):
         texts, bad = rows[leaf]
         malformed += bad
-        want = round(leaves[leaf] / norm * total)
         if not texts or not want:
             continue
         order = np.random.default_rng([seed, i]).permutation(len(texts))
