@@ -13,7 +13,6 @@ into the workdir.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 
@@ -24,24 +23,14 @@ from jax.experimental import multihost_utils
 
 from atm.data import spoken, synthetic
 from atm.data.pipeline import Batcher
-from atm.data.vocab import SentencePieceVocabulary, file_language, train_sentencepiece
+from atm.data.vocab import SentencePieceVocabulary, read_lines_by_language, train_sentencepiece
 
 Texts = list[tuple[str, str]]  # (text, language)
 
 
 def read_text_files(patterns: str, key: str = "config.data.files") -> Texts:
-    texts = []
-    for pattern in [p.strip() for p in patterns.split(",") if p.strip()]:
-        paths = sorted(glob.glob(os.path.expanduser(pattern)))
-        if not paths:
-            raise FileNotFoundError(f"{key}: no file matches {pattern!r}")
-        for path in paths:
-            language = file_language(path)
-            with open(path, encoding="utf-8") as f:
-                texts.extend((line.strip(), language) for line in f if line.strip())
-    if not texts:
-        raise ValueError(f"{key}={patterns!r}: the files contain no text")
-    return texts
+    """Lines of the files matching comma-separated globs, with their language (vocab.read_lines_by_language)."""
+    return [(text, language) for language, lines in read_lines_by_language(patterns, key).items() for text in lines]
 
 
 def _task_texts(name: str, root: str, skip_malformed: bool) -> tuple[Texts, int]:
