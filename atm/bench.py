@@ -69,13 +69,19 @@ class BenchVocabulary:
         return 5
 
 
-def random_batch(vocab: BenchVocabulary, batch_size: int, seq_len: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Full rows ([CLS] random regular ids [SEP]), one segment each: what packed pretraining data looks like."""
+def random_batch(vocab: BenchVocabulary, batch_size: int, seq_len: int, seed: int = 0,
+                 keys: tuple[str, ...] = ("input_ids", "segment_ids", "positions")) -> dict[str, np.ndarray]:
+    """Full rows ([CLS] random regular ids [SEP]), one segment each: what packed pretraining data looks like.
+
+    `keys` are the objective's batch features; `word_ids` (whole-word masking) makes every piece its
+    own word, and any other feature is zeros.
+    """
     rng = np.random.default_rng(seed)
     ids = rng.integers(vocab.first_regular_id, vocab.size, size=(batch_size, seq_len), dtype=np.int32)
     ids[:, 0], ids[:, -1] = vocab.cls_id, vocab.sep_id
-    return {"input_ids": ids, "segment_ids": np.ones_like(ids),
-            "positions": np.broadcast_to(np.arange(seq_len, dtype=np.int32), ids.shape).copy()}
+    arange = np.broadcast_to(np.arange(seq_len, dtype=np.int32), ids.shape).copy()
+    known = {"input_ids": ids, "segment_ids": np.ones_like(ids), "positions": arange, "word_ids": arange}
+    return {k: known.get(k, np.zeros_like(ids)) for k in keys}
 
 
 @dataclasses.dataclass
@@ -138,7 +144,8 @@ def atm_runner(config, mode: str = "train") -> tuple[Runner, dict]:
     objective = objectives.get(config.objective)(config, vocab)
     trainer = Trainer(config, objective, mesh)
     batch_size, seq_len = config.train.batch_size, config.data.seq_len
-    batch = trainer.global_batch(random_batch(vocab, batch_size, seq_len, config.seed))
+    keys = tuple(objective.example_batch(batch_size))
+    batch = trainer.global_batch(random_batch(vocab, batch_size, seq_len, config.seed, keys))
     state = trainer.init_state()
     n_params = sum(int(x.size) for x in jax.tree_util.tree_leaves(state.params))
     with trainer.activate():

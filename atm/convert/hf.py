@@ -92,7 +92,8 @@ def encoder_config_from_hf(hf_config: Any, **overrides: Any) -> EncoderConfig:
         ffn_size=int(_get(hf_config, "intermediate_size")),
         max_positions=int(_get(hf_config, "max_position_embeddings")),
         type_vocab_size=int(_get(hf_config, "type_vocab_size", 2)),
-        position_offset=int(_get(hf_config, "pad_token_id", 1)) + 1 if family == "roberta" else 0,
+        position_offset=(1 if _get(hf_config, "pad_token_id") is None else int(_get(hf_config, "pad_token_id"))) + 1
+        if family == "roberta" else 0,
         pre_layer_norm=False,
         activation=activation,
         layer_norm_eps=float(_get(hf_config, "layer_norm_eps", 1e-12)),
