@@ -2,10 +2,11 @@
 
 Text: WikiANN sentences (mlm_text, 9 languages, temperature-sampled), TyDi QA GoldP
 contexts and XNLI premises, from the real data directory (ATM_DATA_DIR, default
-../shared/data). The vocabulary is trained on the same mixture first:
+../shared/data). The vocabulary is trained on this config's own corpus first (export applies
+the task rates and the spoken share; the vocab CLI then samples languages with alpha=0.3):
 
-    python -m atm.data.vocab --input='../shared/data/mlm_text/wikiann_sentences/*.txt' \
-        --vocab_size=8000 --out=workdirs/vocab/stage1 --alpha=0.3 --spoken_share=0.7
+    python -m atm.data export --config=configs/atm_stage1_public.py --out=workdirs/vocab/stage1.txt
+    python -m atm.data.vocab --input=workdirs/vocab/stage1.txt --vocab_size=8000 --out=workdirs/vocab/stage1
     python -m atm.main --config=configs/atm_stage1_public.py --workdir=workdirs/stage1 \
         --config.data.vocab=workdirs/vocab/stage1.model
 

@@ -6,7 +6,9 @@ e.g. ",mlm_text:0.1" (ATM's replay rate is unverified; default none). Start from
 weights by copying its checkpoint directory into the new workdir (a later issue adds
 `init_from`), and use the stage-1 vocabulary so the embeddings line up:
 
-    python -m atm.data.vocab --input='../shared/data/massive/data/*.jsonl' ...  # or reuse stage 1's
+    # either reuse stage 1's vocabulary (to continue from its weights), or train one on MASSIVE:
+    python -m atm.data export --config=configs/atm_stage2_indomain.py --out=workdirs/vocab/stage2.txt
+    python -m atm.data.vocab --input=workdirs/vocab/stage2.txt --vocab_size=8000 --out=workdirs/vocab/stage2
     python -m atm.main --config=configs/atm_stage2_indomain.py --workdir=workdirs/stage2 \
         --config.data.vocab=workdirs/vocab/stage1.model
 """

@@ -183,3 +183,20 @@ def test_real_data_kill_and_resume_is_bit_identical(data_dir, tmp_path):
     assert resumed.returncode == 0 and "Resumed from checkpoint at step 3" in resumed.stdout
     losses = [[json.loads(x)["loss"] for x in open(tmp_path / d / "metrics.jsonl")] for d in ("a", "b")]
     assert len(losses[0]) == 6 and losses[0] == losses[1]
+
+
+def test_export_writes_the_configs_training_text_for_the_vocab_cli(tmp_path):
+    from atm.data import export
+    from atm.data.vocab import main as vocab_main
+    import configs.tiny_mlm as tiny
+
+    config = tiny.get_config()
+    config.data.num_examples = 400
+    out = tmp_path / "corpus.txt"
+    assert export.export(config, str(out)) == 400
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert {line.split("\t")[0] for line in lines} == {"en", "de", "fr", "es"}
+    spoken = sum(line.split("\t")[1] == line.split("\t")[1].lower() and "?" not in line for line in lines)
+    assert spoken >= 0.6 * len(lines)  # the config's 70% spoken share is applied
+    assert vocab_main([f"--input={out}", "--vocab_size=300", f"--out={tmp_path / 'v'}"]) == 0
+    assert (tmp_path / "v.model").exists()

@@ -9,6 +9,9 @@
         SentencePiece model is trained on the split's text
     python -m atm.data show TASK --split=S --count
         the number of rows (and of malformed rows skipped with --skip_malformed)
+    python -m atm.data export --config=configs/X.py --out=FILE
+        the config's training text (task rates and spoken share applied), LANG<TAB>text a line,
+        for `python -m atm.data.vocab`
     python -m atm.data bench TASK [--config=configs/tiny_mlm.py]
         the input pipeline's rows/s against the rows/s the tiny model's training step consumes
 
@@ -131,12 +134,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--config", default="configs/tiny_mlm.py")
     bench.add_argument("--batches", type=int, default=50)
     bench.add_argument("--data_dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    export = commands.add_parser("export", help="a config's training text, LANG<TAB>text per line")
+    export.add_argument("--config", required=True)
+    export.add_argument("--out", required=True)
+    export.add_argument("--data_dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     root = tasks.data_dir(args.data_dir)
     args.data_dir = root
     try:
         if args.command == "list":
             return _list(root)
+        if args.command == "export":
+            from atm.data import export
+            return export.main(args)
         if args.command == "bench":
             from atm.data import bench
             return bench.main(args)

@@ -17,17 +17,12 @@ import numpy as np
 
 def bench(task: str, config_path: str = "configs/tiny_mlm.py", batches: int = 50, data_dir: str | None = None,
           steps: int = 20) -> dict:
-    from ml_collections import config_flags  # noqa: F401  (config files import ml_collections)
-    import importlib.util
-
     from atm import objectives, sharding
     from atm.data import sources
+    from atm.data.export import load_config
     from atm.train import Trainer
 
-    spec = importlib.util.spec_from_file_location("bench_config", config_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = load_config(config_path)
     if task != "synthetic":
         config.data.source, config.data.tasks = "tasks", task
         config.data.data_dir = data_dir or ""

@@ -111,9 +111,9 @@ def train_sentencepiece(lines: Iterable[str], vocab_size: int, out_prefix: str) 
 
 
 # --------------------------------------------------------------- multilingual sampling
-_LANG_CODE = r"[a-z]{2,3}(?:[-_][A-Za-z]{2,4})?"
-_LANG_PREFIX = re.compile(rf"^({_LANG_CODE})\t(.*)$", re.S)
-_LANG_IN_NAME = re.compile(rf"(?:^|[._-])({_LANG_CODE})$")
+LANG_CODE = r"[a-z]{2,3}(?:[-_][A-Za-z]{2,4})?"
+_LANG_PREFIX = re.compile(rf"^({LANG_CODE})\t(.*)$", re.S)
+_LANG_IN_NAME = re.compile(rf"(?:^|[._-])({LANG_CODE})$")
 
 
 def file_language(path: str) -> str:
