@@ -4,7 +4,7 @@
         [--steps=20] [--warmup=3] [--hf_head=full|masked] [--config.train.batch_size=64 ...]
 
 train  times `Trainer.train_step` exactly as `atm.train` builds it (dynamic masking, forward, backward,
-       clipping, AdamW, the non-finite guard), on random token ids with a stand-in vocabulary, so no
+       clipping, AdamW), on random token ids with a stand-in vocabulary, so no
        data or vocabulary file is needed.
 infer  times a jitted, deterministic `EncoderForMLM` forward over the full batch with the MLM head at
        the masked slots (what an MLM evaluation step computes), the masks drawn once beforehand.

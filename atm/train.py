@@ -132,7 +132,8 @@ class Trainer:
     def _train_step_fn(self, state: TrainState, batch: dict, frozen: Any):
         rng = jax.random.fold_in(jax.random.key(self.config.seed), state.step)
         prepare_rng, loss_rng = jax.random.split(rng)
-        batch = self.objective.prepare(batch, prepare_rng)
+        batch = self.objective.prepare(batch, prepare_rng)  # whole batch: masks ignore micro-batching
+
         def summed_loss(params, micro, r):
             loss_sum, sums = self.objective.loss(params, frozen, micro, r, True)
             return loss_sum, {**sums, "loss": loss_sum}
@@ -146,10 +147,10 @@ class Trainer:
                 micro, index = inputs
                 g, s = grad_fn(state.params, micro, jax.random.fold_in(loss_rng, index))
                 return jax.tree_util.tree_map(jnp.add, carry, (g, s)), None
-            zeros = jax.tree_util.tree_map(
-                jnp.zeros_like, jax.eval_shape(grad_fn, state.params, jax.tree_util.tree_map(
-                    lambda x: x[0], _split_microbatches(batch, accum)), loss_rng))
-            (grads, sums), _ = jax.lax.scan(body, zeros, (_split_microbatches(batch, accum), jnp.arange(accum)))
+            micro_batches = _split_microbatches(batch, accum)
+            first = jax.tree_util.tree_map(lambda x: x[0], micro_batches)
+            zeros = jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(grad_fn, state.params, first, loss_rng))
+            (grads, sums), _ = jax.lax.scan(body, zeros, (micro_batches, jnp.arange(accum)))
         weight = jnp.maximum(sums["weight"], 1.0)
         grads = jax.tree_util.tree_map(lambda g: g / weight, grads)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
