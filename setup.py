@@ -33,6 +33,7 @@ EXTRAS = {
         "nbformat==5.11.1",
         "ipykernel==7.4.0",
         "matplotlib==3.11.2",
+        "seqeval==1.2.2",  # tests check atm.nlu_metrics.span_f1 against it (pulls scikit-learn)
     ],
     "tpu": ["jax[tpu]==0.10.2"],
     "cuda": ["jax[cuda12]==0.10.2"],
