@@ -36,6 +36,11 @@ class Checkpointer:
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
         return restored["state"], dict(restored["data"])
 
+    def restore_params(self, step: int) -> Any:
+        """The params of a checkpoint as host arrays, without knowing its structure in advance."""
+        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        return restored["state"]["params"]
+
     def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict] | None:
         """(step, state, data_state) from the newest checkpoint that restores, or None."""
         for step in reversed(self.steps()):

@@ -21,6 +21,7 @@ def default_config(objective: str = "mlm") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.objective = objective
     c.seed = 0
+    c.init_from = ""  # a run directory: start from its latest checkpoint's params (fresh optimizer)
     c.model = ml_collections.ConfigDict(dataclasses.asdict(EncoderConfig()))
 
     c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})

@@ -27,7 +27,6 @@ from atm import checkpoint as atm_checkpoint
 from atm import config as atm_config
 from atm import metrics as atm_metrics
 from atm import objectives, sharding
-from atm.data import sources
 
 EVAL_RNG_SEED = 1_000_003  # eval masks are fixed across the run so eval losses compare
 
@@ -165,15 +164,13 @@ class Trainer:
 
     def _eval_step_fn(self, params, batch: dict, frozen: Any):
         rng = jax.random.key(EVAL_RNG_SEED)
-        batch = self.objective.prepare(batch, rng)
-        loss_sum, sums = self.objective.loss(params, frozen, batch, rng, False)
-        return {**sums, "loss": loss_sum}
+        return self.objective.eval_outputs(params, frozen, self.objective.prepare(batch, rng), rng)
 
     def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         with self.activate():
             return self._train_step(state, batch, self.frozen)
 
-    def eval_sums(self, params, batch: dict) -> dict:
+    def eval_outputs(self, params, batch: dict) -> dict:
         with self.activate():
             return self._eval_step(params, batch, self.frozen)
 
@@ -195,13 +192,31 @@ class _MeshContext:
 
 
 def evaluate(trainer: Trainer, params, eval_data, num_batches: int) -> dict:
-    totals: dict[str, float] = {}
+    """Eval figures over `num_batches` batches (-1: one whole ordered pass), prefixed eval_."""
+    if num_batches < 0:
+        num_batches = eval_data.num_batches
+    outputs, batches = [], []
     for i in range(num_batches):
-        sums = jax.device_get(trainer.eval_sums(params, trainer.global_batch(eval_data.batch(i))))
-        for k, v in sums.items():
-            totals[k] = totals.get(k, 0.0) + float(v)
-    weight = max(totals.pop("weight"), 1.0)
-    return {f"eval_{k}": v / weight for k, v in totals.items()}
+        local = eval_data.batch(i)
+        outputs.append(jax.device_get(trainer.eval_outputs(params, trainer.global_batch(local))))
+        batches.append(local)
+    return {f"eval_{k}": v for k, v in trainer.objective.summarize(outputs, batches).items()}
+
+
+def initialize_from(trainer: Trainer, state: TrainState, directory: str) -> TrainState:
+    """Params from the latest checkpoint of another run (`config.init_from`); a fresh optimizer."""
+    ckpt_dir = os.path.join(os.path.abspath(directory), "checkpoints")
+    steps = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).steps() if os.path.isdir(ckpt_dir) else []
+    if not steps:
+        raise FileNotFoundError(f"config.init_from={directory!r}: no checkpoint under {ckpt_dir}")
+    pretrained = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).restore_params(steps[-1])
+    params, copied = trainer.objective.load_pretrained(jax.device_get(state.params), pretrained)
+    if not copied:
+        raise ValueError(f"config.init_from={directory!r}: no parameter path matches this model's")
+    total = len(jax.tree_util.tree_leaves(params))
+    print(f"Initialised {len(copied)} of {total} tensors from {ckpt_dir} step {steps[-1]} (the rest are fresh)",
+          flush=True)
+    return state.replace(params=jax.device_put(params, trainer.state_shardings.params))
 
 
 def write_resolved_config(config: ml_collections.ConfigDict, workdir: str):
@@ -216,8 +231,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     mesh = sharding.make_mesh(config.mesh)  # a wrong mesh fails here, before any compile
-    vocab, train_data, eval_data, data_stats = sources.build(config, workdir)
-    objective = objectives.get(config.objective)(config, vocab)
+    objective_cls = objectives.get(config.objective)
+    vocab, train_data, eval_data, data_stats = objective_cls.build_data(config, workdir)
+    objective = objective_cls(config, vocab, train_data)
     trainer = Trainer(config, objective, mesh)
     ckpt = atm_checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep,
                                        config.checkpoint.async_save)
@@ -229,6 +245,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         print(f"Resumed from checkpoint at step {step} ({ckpt.directory})", flush=True)
     else:
         step, state = 0, trainer.init_state()
+        if config.init_from:
+            state = initialize_from(trainer, state, config.init_from)
     write_resolved_config(config, workdir)
     total = config.train.steps
     log = atm_metrics.MetricsLog(workdir, total, resume_step=step)

@@ -5,6 +5,7 @@ is a new module here that subclasses `Objective` and calls `register`; the loop
 in `atm/train.py` never changes. The contract:
 
   default_sections()          extra config sections the objective owns (validated like the rest)
+  build_data(config, workdir) (vocab, train batcher, eval batcher, stats); default: MLM text sources
   init_params(rng, batch)     trainable params, boxed with logical axis names (run under eval_shape/jit)
   frozen_params(mesh)         params that are read but never trained (a teacher), already sharded; {} if none
   prepare(batch, rng)         whole-batch preprocessing inside the jitted step (e.g. dynamic masking),
@@ -14,6 +15,10 @@ in `atm/train.py` never changes. The contract:
                               includes "weight" (the loss denominator); the loop divides once over
                               the whole batch, so gradient accumulation equals one big batch.
   flops_per_token()           training FLOPs per input token (for MFU); inference is a third of it
+  eval_outputs(params, frozen, batch, rng)
+                              what one jitted eval step returns (default: the loss sums)
+  summarize(outputs, batches) host-side eval figures from all eval steps (default: sums / weight);
+                              fine-tuning computes span F1, SemER, ... here
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from typing import Any, Callable
 
 import jax
 import ml_collections
+import numpy as np
 
 _REGISTRY: dict[str, type["Objective"]] = {}
 
@@ -29,13 +35,19 @@ _REGISTRY: dict[str, type["Objective"]] = {}
 class Objective:
     name: str = ""
 
-    def __init__(self, config: ml_collections.ConfigDict, vocab: Any):
+    def __init__(self, config: ml_collections.ConfigDict, vocab: Any, train_data: Any = None):
         self.config = config
         self.vocab = vocab
+        self.train_data = train_data
 
     @staticmethod
     def default_sections() -> dict[str, ml_collections.ConfigDict]:
         return {}
+
+    @classmethod
+    def build_data(cls, config: ml_collections.ConfigDict, workdir: str):
+        from atm.data import sources
+        return sources.build(config, workdir)
 
     def example_batch(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
         raise NotImplementedError
@@ -54,6 +66,33 @@ class Objective:
 
     def flops_per_token(self) -> float:
         raise NotImplementedError
+
+    def eval_outputs(self, params, frozen, batch: dict, rng: jax.Array) -> dict:
+        loss_sum, sums = self.loss(params, frozen, batch, rng, False)
+        return {**sums, "loss": loss_sum}
+
+    def summarize(self, outputs: list[dict], batches: list[dict]) -> dict:
+        totals = {k: float(sum(np.sum(o[k]) for o in outputs)) for k in outputs[0]}
+        weight = max(totals.pop("weight"), 1.0)
+        return {k: v / weight for k, v in totals.items()}
+
+    def load_pretrained(self, params: Any, pretrained: Any) -> tuple[Any, list[str]]:
+        """Take every tensor of `params` that `pretrained` has at the same path and shape
+        (e.g. the encoder of an MLM run); the rest (new heads) keeps its fresh initialisation.
+        Returns (params, paths copied). A shape mismatch under a shared path is an error."""
+        flat_pre = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(pretrained)}
+        copied = []
+
+        def take(path, fresh):
+            key = jax.tree_util.keystr(path)
+            if key not in flat_pre:
+                return fresh
+            if flat_pre[key].shape != fresh.shape:
+                raise ValueError(f"config.init_from: {key} has shape {flat_pre[key].shape} in the pretrained "
+                                 f"checkpoint but {fresh.shape} in this model (config.model differs)")
+            copied.append(key)
+            return np.asarray(flat_pre[key], dtype=fresh.dtype)
+        return jax.tree_util.tree_map_with_path(take, params), copied
 
 
 def register(cls: type[Objective]) -> type[Objective]:
@@ -79,4 +118,4 @@ def names() -> list[str]:
 
 def _import_builtin():
     # Importing the modules registers them.
-    from atm.objectives import mlm  # noqa: F401
+    from atm.objectives import finetune, mlm  # noqa: F401

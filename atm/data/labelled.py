@@ -1,0 +1,178 @@
+"""Labelled examples for fine-tuning, and their batches.
+
+A task is a registered one (`python -m atm.data list`) or, for intent + slots, any folder in the
+ATIS/SNIPS BIO layout (`config.finetune.bio_folder`). Rows become `[CLS] tokens [SEP]` with word
+labels on each word's first subword (IGNORE_INDEX elsewhere), as `atm.data.tasks.tokenize_example`
+aligns them.
+
+`LabelledBatcher` is, like the MLM batcher, a pure function of (seed, step) for training; for
+evaluation it walks the split in order and pads the last batch with rows of `example_weight` 0.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+from atm.data import readers, tasks
+
+IGNORE = readers.IGNORE_INDEX
+TOKEN_LABEL_KEYS = ("slot_labels", "labels")  # intent_slots, ner
+
+
+@dataclasses.dataclass
+class LabelledSplit:
+    examples: list[dict]  # tasks.tokenize_example output
+    label_names: dict[str, tuple[str, ...]]
+    kind: str
+
+
+def _bio_folder_labels(folder: str) -> dict[str, tuple[str, ...]]:
+    """Label names of a BIO folder: its intent_label.txt/slot_label.txt when present, else from train."""
+    lists = [os.path.join(folder, n) for n in ("intent_label.txt", "slot_label.txt")]
+    if all(os.path.exists(p) for p in lists):
+        names = [tuple(x.strip() for x in open(p, encoding="utf-8") if x.strip()) for p in lists]
+        return {"intent": names[0], "slot": names[1]}
+    intents, tags = set(), {"O"}
+    for row in readers.BioFolder(folder, "train", config_key="config.finetune.bio_folder"):
+        intents.add(row["intent"])
+        tags.update(row["word_tags"])
+    return {"intent": tuple(sorted(intents)), "slot": ("O",) + tuple(sorted(tags - {"O"}))}
+
+
+def _raw_rows(finetune_config, split: str, data_dir: str | None, skip_malformed: bool):
+    """(raw rows, label names, kind, task name for tokenize_example) of one split."""
+    folder = finetune_config.bio_folder
+    if folder:
+        split_name = {"train": "train", "validation": "dev", "test": "test"}[split]
+        rows = readers.BioFolder(folder, split_name, skip_malformed=skip_malformed,
+                                 config_key="config.finetune.bio_folder")
+        raws = ({"text": " ".join(r["words"]), "words": r["words"], "word_tags": r["word_tags"],
+                 "intent": r["intent"]} for r in rows)
+        # tokenize_example only needs an intent_slots task name; the labels are passed explicitly
+        return raws, _bio_folder_labels(folder), "intent_slots", "atis"
+    task = finetune_config.task
+    spec = tasks.get_spec(task)
+    if spec.kind not in ("intent_slots", "ner", "sentence", "pair"):
+        raise ValueError(f"config.finetune.task={task!r} is a {spec.kind!r} task; fine-tuning supports "
+                         "intent_slots, ner, sentence and pair tasks")
+    return tasks.raw_examples(task, split, data_dir, skip_malformed), tasks.label_inventory(task, data_dir), \
+        spec.kind, task
+
+
+def training_texts(finetune_config, data_dir: str | None, skip_malformed: bool) -> list[str]:
+    """The train split's text, for training a vocabulary before anything is tokenized."""
+    raws, _, _, _ = _raw_rows(finetune_config, "train", data_dir, skip_malformed)
+    return [" ".join(filter(None, (r.get("text"), r.get("premise"), r.get("hypothesis")))) for r in raws]
+
+
+def load_split(finetune_config, split: str, vocab, data_dir: str | None, skip_malformed: bool) -> LabelledSplit:
+    """Tokenized, label-aligned examples of one split of `config.finetune.task` (or its BIO folder)."""
+    raws, names, kind, task = _raw_rows(finetune_config, split, data_dir, skip_malformed)
+    examples = [tasks.tokenize_example(task, raw, vocab, labels=names, root=data_dir) for raw in raws]
+    if not examples:
+        where = finetune_config.bio_folder or finetune_config.task
+        raise ValueError(f"config.finetune: split {split!r} of {where} has no rows")
+    return LabelledSplit(examples, names, kind)
+
+
+@dataclasses.dataclass
+class LabelledBatcher:
+    split: LabelledSplit
+    seq_len: int
+    batch_size: int  # global
+    seed: int
+    cls_id: int
+    sep_id: int
+    pad_id: int
+    shuffle: bool = True  # False: walk the split in order (evaluation)
+    process_index: int = 0
+    process_count: int = 1
+
+    def __post_init__(self):
+        if self.batch_size % self.process_count:
+            raise ValueError(f"batch size {self.batch_size} is not divisible by the {self.process_count} processes")
+
+    @property
+    def local_batch_size(self) -> int:
+        return self.batch_size // self.process_count
+
+    @property
+    def num_batches(self) -> int:
+        """Batches in one ordered pass over the split (evaluation)."""
+        return -(-len(self.split.examples) // self.batch_size)
+
+    def _index(self, global_row: int) -> int | None:
+        n = len(self.split.examples)
+        if not self.shuffle:
+            return global_row if global_row < n else None
+        epoch, offset = divmod(global_row, n)
+        return int(np.random.default_rng([self.seed, epoch]).permutation(n)[offset])
+
+    def _row(self, index: int | None) -> dict[str, np.ndarray]:
+        L = self.seq_len
+        row = {"input_ids": np.full(L, self.pad_id, np.int32), "segment_ids": np.zeros(L, np.int32),
+               "positions": np.arange(L, dtype=np.int32), "token_types": np.zeros(L, np.int32),
+               "token_labels": np.full(L, IGNORE, np.int32), "word_ids": np.full(L, -1, np.int32),
+               "label": np.zeros((), np.int32), "example_index": np.full((), -1, np.int32),
+               "example_weight": np.zeros((), np.float32)}
+        if index is None:
+            return row
+        ex = self.split.examples[index]
+        first = [self.cls_id] + list(ex["input_ids"]) + [self.sep_id]
+        second = list(ex.get("pair_input_ids", []))
+        second = second + [self.sep_id] if second else []
+        if len(first) + len(second) > L:  # truncate the longer part first, keep the [SEP]s
+            keep_second = min(len(second), max(L // 2, L - len(first)))
+            second = second[:keep_second - 1] + [self.sep_id] if second else []
+            first = first[:L - len(second) - 1] + [self.sep_id]
+        ids = first + second
+        row["input_ids"][:len(ids)] = ids
+        row["segment_ids"][:len(ids)] = 1
+        row["token_types"][len(first):len(ids)] = 1
+        for key in TOKEN_LABEL_KEYS:
+            if key in ex and ex[key] is not None:
+                labels = np.asarray(ex[key], np.int32)[:len(first) - 2]
+                row["token_labels"][1:1 + len(labels)] = labels
+        if "word_ids" in ex:
+            word_ids = np.asarray(ex["word_ids"], np.int32)[:len(first) - 2]
+            row["word_ids"][1:1 + len(word_ids)] = word_ids
+        row["label"] = np.int32(ex.get("intent", ex.get("label", 0)))
+        row["example_index"] = np.int32(index)
+        row["example_weight"] = np.float32(1.0)
+        return row
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        first = step * self.batch_size + self.process_index * self.local_batch_size
+        rows = [self._row(self._index(r)) for r in range(first, first + self.local_batch_size)]
+        return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(json.dumps([self.seq_len, self.batch_size, self.seed, len(self.split.examples)]).encode())
+        for ex in self.split.examples[:500]:
+            h.update(np.asarray(ex["input_ids"], np.int32).tobytes())
+        return h.hexdigest()[:16]
+
+    def state(self, next_step: int) -> dict:
+        return {"next_step": int(next_step), "fingerprint": self.fingerprint()}
+
+    def check_state(self, state: dict, where: str):
+        if state.get("fingerprint") != self.fingerprint():
+            raise ValueError(f"{where}: the checkpoint was written for another data stream; config.finetune, "
+                             "config.data or config.train.batch_size changed since it was saved")
+
+
+def word_tags_from_tokens(token_preds: Sequence[int], word_ids: Sequence[int], num_words: int,
+                          names: Sequence[str]) -> list[str]:
+    """Each word's predicted tag: the prediction on its first subword."""
+    tags = ["O"] * num_words
+    seen = set()
+    for pred, w in zip(token_preds, word_ids):
+        if 0 <= w < num_words and w not in seen:
+            seen.add(w)
+            tags[w] = names[int(pred)]
+    return tags

@@ -1,0 +1,165 @@
+"""Fine-tuning with task heads: joint intent + slots, sequence / pair classification, token classification.
+
+    L = CE(intent | h_[CLS]) + mean over labelled tokens of CE(slot)     (intent_slots)
+    L = CE(label | h_[CLS])                                               (sentence, pair)
+    L = mean over labelled tokens of CE(tag)                              (ner)
+
+Token losses are averaged per example, then examples are averaged over the batch. Evaluation
+decodes each word's tag from its first subword and reports the field's metrics
+(`atm/nlu_metrics.py`): intent accuracy, slot/NER span F1 (seqeval-equal), frame exact match,
+SemER, sequence accuracy. `config.init_from = RUN_DIR` starts the encoder from a pretrained run.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from atm import config as atm_config
+from atm import nlu_metrics
+from atm.data import labelled
+from atm.data.sources import load_vocab
+from atm.models.heads import EncoderWithHeads
+from atm.objectives import Objective, register
+from atm.objectives.mlm import encoder_flops_per_token
+
+IGNORE = labelled.IGNORE
+
+
+def heads_for(kind: str, label_names: dict) -> tuple[tuple[str, str, int], ...]:
+    if kind == "intent_slots":
+        return (("intent", "sequence", len(label_names["intent"])), ("slots", "token", len(label_names["slot"])))
+    if kind == "ner":
+        return (("tags", "token", len(label_names["tag"])),)
+    return (("label", "sequence", len(label_names["label"])),)
+
+
+def _token_ce(logits_BxLxC, labels_BxL):
+    """Per-example mean CE over labelled tokens, and per-token correctness."""
+    logp = jax.nn.log_softmax(logits_BxLxC.astype(jnp.float32), axis=-1)
+    valid = labels_BxL != IGNORE
+    onehot = jax.nn.one_hot(jnp.where(valid, labels_BxL, 0), logp.shape[-1], dtype=logp.dtype)
+    nll = -jnp.sum(logp * onehot, axis=-1) * valid
+    return nll.sum(-1) / jnp.maximum(valid.sum(-1), 1)
+
+
+def _sequence_ce(logits_BxC, labels_B):
+    logp = jax.nn.log_softmax(logits_BxC.astype(jnp.float32), axis=-1)
+    return -jnp.sum(logp * jax.nn.one_hot(labels_B, logp.shape[-1], dtype=logp.dtype), axis=-1)
+
+
+@register
+class FineTune(Objective):
+    name = "finetune"
+
+    @staticmethod
+    def default_sections():
+        return {"finetune": ml_collections.ConfigDict({
+            "task": "atis",  # a registered intent_slots / ner / sentence / pair task (python -m atm.data list)
+            "bio_folder": "",  # intent + slots from any folder in the ATIS/SNIPS BIO layout (overrides task)
+            "eval_split": "validation",
+            "token_loss_weight": 1.0,  # weight of the slot/tag loss next to the sequence loss
+        })}
+
+    @classmethod
+    def build_data(cls, config, workdir):
+        ft, data = config.finetune, config.data
+        data_dir = data.data_dir or None
+        # The vocabulary must exist before tokenizing: a given one, or one trained on the train text.
+        texts = [] if data.vocab else labelled.training_texts(ft, data_dir, data.skip_malformed)
+        vocab = load_vocab(data, workdir, texts)
+        train = labelled.load_split(ft, "train", vocab, data_dir, data.skip_malformed)
+        evaluation = labelled.load_split(ft, ft.eval_split, vocab, data_dir, data.skip_malformed)
+        if evaluation.label_names != train.label_names:
+            raise ValueError("config.finetune: train and eval splits disagree on the label inventory")
+
+        def batcher(split, shuffle, seed):
+            return labelled.LabelledBatcher(split, data.seq_len, config.train.batch_size, seed, vocab.cls_id,
+                                            vocab.sep_id, vocab.pad_id, shuffle, jax.process_index(),
+                                            jax.process_count())
+        stats = {"data_rows": len(train.examples), "data_eval_rows": len(evaluation.examples)}
+        return vocab, batcher(train, True, config.seed), batcher(evaluation, False, 0), stats
+
+    def __init__(self, config, vocab, train_data=None):
+        super().__init__(config, vocab, train_data)
+        if train_data is None:
+            raise ValueError("the finetune objective needs its training data to size its heads")
+        self.model_cfg = atm_config.model_config(config)
+        self.seq_len = config.data.seq_len
+        self.kind = train_data.split.kind
+        self.label_names = train_data.split.label_names
+        self.heads = heads_for(self.kind, self.label_names)
+        self.train_model = EncoderWithHeads(self.model_cfg, self.heads, deterministic=False)
+        self.eval_model = EncoderWithHeads(self.model_cfg, self.heads, deterministic=True)
+
+    def example_batch(self, batch_size):
+        shape = (batch_size, self.seq_len)
+        names = ("input_ids", "segment_ids", "positions", "token_types", "token_labels", "word_ids")
+        batch = {k: jax.ShapeDtypeStruct(shape, jnp.int32) for k in names}
+        batch.update(label=jax.ShapeDtypeStruct((batch_size,), jnp.int32),
+                     example_index=jax.ShapeDtypeStruct((batch_size,), jnp.int32),
+                     example_weight=jax.ShapeDtypeStruct((batch_size,), jnp.float32))
+        return batch
+
+    def _logits(self, params, batch, rng, train):
+        model = self.train_model if train else self.eval_model
+        token_types = batch["token_types"] if self.model_cfg.type_vocab_size > 1 else None
+        return model.apply({"params": params}, batch["input_ids"], batch["segment_ids"], batch["positions"],
+                           token_types, rngs={"dropout": rng})
+
+    def init_params(self, rng, batch):
+        return self.eval_model.init(rng, batch["input_ids"], batch["segment_ids"], batch["positions"])["params"]
+
+    def loss(self, params, frozen, batch, rng, train):
+        logits = self._logits(params, batch, rng, train)
+        w = batch["example_weight"]
+        per_example = jnp.zeros_like(w)
+        sums = {"weight": w.sum()}
+        for name, kind, _ in self.heads:
+            if kind == "sequence":
+                per_example = per_example + _sequence_ce(logits[name], batch["label"])
+                correct = (jnp.argmax(logits[name], -1) == batch["label"]).astype(jnp.float32)
+                sums["accuracy"] = (correct * w).sum()
+            else:
+                per_example = per_example + self.config.finetune.token_loss_weight * _token_ce(
+                    logits[name], batch["token_labels"])
+        return (per_example * w).sum(), sums
+
+    def eval_outputs(self, params, frozen, batch, rng):
+        logits = self._logits(params, batch, rng, False)
+        loss_sum, sums = self.loss(params, frozen, batch, rng, False)
+        return {**sums, "loss": loss_sum, **{f"pred_{name}": jnp.argmax(logits[name], -1) for name, _, _ in self.heads}}
+
+    def summarize(self, outputs, batches):
+        """Metrics over the whole eval pass; word tags are read off each word's first subword."""
+        weight = max(sum(float(o["weight"]) for o in outputs), 1.0)
+        report = {"loss": sum(float(o["loss"]) for o in outputs) / weight}
+        sequence_head = next((f"pred_{n}" for n, kind, _ in self.heads if kind == "sequence"), None)
+        token_head = next((n for n, kind, _ in self.heads if kind == "token"), None)
+        tag_names = self.label_names.get("slot") or self.label_names.get("tag")
+        gold_labels, pred_labels, gold_tags, pred_tags = [], [], [], []
+        for out, batch in zip(outputs, batches):
+            for row in np.flatnonzero(batch["example_weight"] > 0):
+                if sequence_head:
+                    gold_labels.append(int(batch["label"][row]))
+                    pred_labels.append(int(out[sequence_head][row]))
+                if token_head:
+                    word_ids = batch["word_ids"][row]
+                    num_words = int(word_ids.max()) + 1
+                    gold = np.where(batch["token_labels"][row] == IGNORE, 0, batch["token_labels"][row])
+                    gold_tags.append(labelled.word_tags_from_tokens(gold, word_ids, num_words, tag_names))
+                    pred_tags.append(labelled.word_tags_from_tokens(out[f"pred_{token_head}"][row], word_ids,
+                                                                     num_words, tag_names))
+        if gold_labels and gold_tags:  # intent + slots: the ATM paper's table
+            joint = nlu_metrics.joint_nlu_metrics(gold_labels, pred_labels, gold_tags, pred_tags)
+            report.update(accuracy=joint["intent_acc"], slot_f1=joint["slot_f1"],
+                          frame_exact_match=joint["frame_exact_match"], semer=joint["semer"])
+        elif gold_labels:
+            report["accuracy"] = nlu_metrics.intent_accuracy(gold_labels, pred_labels)
+        elif gold_tags:
+            report["span_f1"] = nlu_metrics.span_f1(gold_tags, pred_tags)["f1"]
+        return report
+
+    def flops_per_token(self):
+        return encoder_flops_per_token(self.model_cfg, self.seq_len, 0.0)
