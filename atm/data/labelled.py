@@ -32,15 +32,19 @@ class LabelledSplit:
 
 
 def _bio_folder_labels(folder: str) -> dict[str, tuple[str, ...]]:
-    """Label names of a BIO folder: its intent_label.txt/slot_label.txt when present, else from train."""
+    """Label names of a BIO folder: its intent_label.txt/slot_label.txt when present, else every
+    intent and tag that occurs in its splits (so an eval-only tag is a known, never-predicted class)."""
     lists = [os.path.join(folder, n) for n in ("intent_label.txt", "slot_label.txt")]
     if all(os.path.exists(p) for p in lists):
         names = [tuple(x.strip() for x in open(p, encoding="utf-8") if x.strip()) for p in lists]
         return {"intent": names[0], "slot": names[1]}
     intents, tags = set(), {"O"}
-    for row in readers.BioFolder(folder, "train", config_key="config.finetune.bio_folder"):
-        intents.add(row["intent"])
-        tags.update(row["word_tags"])
+    for split in ("train", "dev", "test"):
+        if not os.path.isdir(os.path.join(folder, split)):
+            continue
+        for row in readers.BioFolder(folder, split, skip_malformed=True, config_key="config.finetune.bio_folder"):
+            intents.add(row["intent"])
+            tags.update(row["word_tags"])
     return {"intent": tuple(sorted(intents)), "slot": ("O",) + tuple(sorted(tags - {"O"}))}
 
 

@@ -86,8 +86,8 @@ class MaskedLM(Objective):
             "max_predictions": -1,  # mask slots per sequence; -1: round(mask_rate · seq_len)
         })}
 
-    def __init__(self, config, vocab):
-        super().__init__(config, vocab)
+    def __init__(self, config, vocab, train_data=None):
+        super().__init__(config, vocab, train_data)
         self.model_cfg = atm_config.model_config(config)
         if self.model_cfg.vocab_size < vocab.size:
             raise ValueError(f"config.model.vocab_size={self.model_cfg.vocab_size} is smaller than the "

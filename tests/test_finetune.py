@@ -1,0 +1,130 @@
+"""Fine-tuning: joint intent + slots learns on a BIO folder the test writes; init_from copies the encoder."""
+import os
+import random
+
+import jax
+import numpy as np
+import pytest
+
+from atm import objectives, sharding, train
+from helpers import tiny_config
+
+CITIES = ["boston", "denver", "new york", "san francisco", "dallas", "miami", "seattle", "atlanta"]
+DAYS = ["monday", "tuesday", "friday", "sunday"]
+
+
+def write_bio_folder(root, n_train=400, n_eval=80, seed=0):
+    """An ATIS-like folder: flight / fare / weather intents with city and day slots."""
+    rng = random.Random(seed)
+
+    def example():
+        intent = rng.choice(["flight", "airfare", "weather"])
+        a, b, day = rng.choice(CITIES), rng.choice(CITIES), rng.choice(DAYS)
+        if intent == "flight":
+            parts = [("show me flights from", "O"), (a, "fromloc"), ("to", "O"), (b, "toloc"), ("on", "O"), (day, "day")]
+        elif intent == "airfare":
+            parts = [("how much is a ticket to", "O"), (b, "toloc"), ("from", "O"), (a, "fromloc")]
+        else:
+            parts = [("what is the weather in", "O"), (b, "city"), (day, "day")]
+        words, tags = [], []
+        for text, slot in parts:
+            for i, w in enumerate(text.split()):
+                words.append(w)
+                tags.append("O" if slot == "O" else ("B-" if i == 0 else "I-") + slot)
+        return words, tags, intent
+
+    for split, n in (("train", n_train), ("dev", n_eval), ("test", n_eval)):
+        os.makedirs(root / split)
+        rows = [example() for _ in range(n)]
+        (root / split / "seq.in").write_text("\n".join(" ".join(w) for w, _, _ in rows) + "\n")
+        (root / split / "seq.out").write_text("\n".join(" ".join(t) + " " for _, t, _ in rows) + "\n")
+        (root / split / "label").write_text("\n".join(i for _, _, i in rows) + "\n")
+    return root
+
+
+def finetune_config(folder, **overrides):
+    import configs.finetune.atis as atis
+    c = atis.get_config()
+    c.model.update(num_layers=2, hidden_size=64, num_heads=4, ffn_size=128, vocab_size=200)
+    c.finetune.bio_folder = str(folder)
+    c.finetune.eval_split = "validation"
+    c.data.vocab_size = 200
+    c.data.seq_len = 24
+    c.train.update(steps=120, batch_size=16, log_every=40, eval_every=120)
+    c.optimizer.update(learning_rate=3e-3, warmup_steps=10)
+    c.checkpoint.every = 120
+    for key, value in overrides.items():
+        node = c
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return c
+
+
+def test_joint_intent_and_slots_learn_on_any_bio_folder(tmp_path):
+    folder = write_bio_folder(tmp_path / "mini_atis")
+    summary = train.train_and_evaluate(finetune_config(folder), str(tmp_path / "run"))
+    assert summary["eval_accuracy"] > 0.95, summary
+    assert summary["eval_slot_f1"] > 0.9, summary
+    assert summary["eval_semer"] < 0.2, summary
+    assert summary["eval_frame_exact_match"] > 0.8, summary
+
+
+def test_init_from_copies_the_pretrained_encoder_and_keeps_fresh_heads(tmp_path):
+    mlm = tiny_config(**{"train.steps": 2, "checkpoint.every": 2, "train.eval_every": 2})
+    train.train_and_evaluate(mlm, str(tmp_path / "mlm"))
+    folder = write_bio_folder(tmp_path / "mini_atis", n_train=40, n_eval=16)
+    config = finetune_config(folder, **{"init_from": str(tmp_path / "mlm"),
+                                        "data.vocab": str(tmp_path / "mlm" / "vocab.model")})
+    config.model.update(mlm.model.to_dict())
+    objective_cls = objectives.get("finetune")
+    vocab, train_data, _, _ = objective_cls.build_data(config, str(tmp_path / "ft"))
+    trainer = train.Trainer(config, objective_cls(config, vocab, train_data),
+                            sharding.make_mesh(config.mesh, jax.devices()[:1]))
+    fresh = trainer.init_state()
+    state = train.initialize_from(trainer, fresh, config.init_from)
+    from atm.checkpoint import Checkpointer
+    pretrained = Checkpointer(str(tmp_path / "mlm" / "checkpoints"), 1, False).restore_params(2)
+    for a, b in zip(jax.tree_util.tree_leaves(jax.device_get(state.params["encoder"])),
+                    jax.tree_util.tree_leaves(pretrained["encoder"])):
+        np.testing.assert_array_equal(a, b)
+    assert "intent" in state.params and "mlm_head" not in state.params
+
+    config.model.hidden_size = 32  # another shape: a clear error naming the tensor
+    config.model.num_heads = 2
+    trainer = train.Trainer(config, objective_cls(config, vocab, train_data),
+                            sharding.make_mesh(config.mesh, jax.devices()[:1]))
+    with pytest.raises(ValueError, match=r"config.init_from: .*encoder.*shape"):
+        train.initialize_from(trainer, trainer.init_state(), config.init_from)
+
+
+def test_malformed_bio_row_names_file_and_line(tmp_path):
+    from atm.objectives.finetune import FineTune
+    folder = write_bio_folder(tmp_path / "bad", n_train=20, n_eval=5)
+    lines = (folder / "train" / "seq.out").read_text().splitlines()
+    lines[6] = lines[6] + " O"
+    (folder / "train" / "seq.out").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"train/seq.out:7: field .seq.out.: 8 tags for the 7 words"):
+        FineTune.build_data(finetune_config(folder), str(tmp_path / "w"))
+    config = finetune_config(folder, **{"data.skip_malformed": True})
+    _, train_data, _, stats = FineTune.build_data(config, str(tmp_path / "w2"))
+    assert stats["data_rows"] == 19
+
+
+def test_evaluate_cli_restores_a_run_and_reports(tmp_path):
+    import json
+    import subprocess
+    import sys
+    folder = write_bio_folder(tmp_path / "mini_atis", n_train=60, n_eval=20)
+    train.train_and_evaluate(finetune_config(folder, **{"train.steps": 10, "checkpoint.every": 10,
+                                                        "train.eval_every": 10}), str(tmp_path / "run"))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    out = subprocess.run([sys.executable, "-m", "atm.evaluate", f"--workdir={tmp_path / 'run'}", "--split=test"],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "slot_f1" in out.stdout and "semer" in out.stdout
+    result = json.loads((tmp_path / "run" / "eval_mini_atis_test.json").read_text())
+    assert result["rows"] == 20 and 0.0 <= result["slot_f1"] <= 1.0 and result["step"] == 10
