@@ -20,13 +20,18 @@ def tiny_config(**overrides):
     c.train.batch_size = 16
     c.train.steps = 4
     c.optimizer.warmup_steps = 1
+    return apply_overrides(c, overrides)
+
+
+def apply_overrides(config, overrides: dict):
+    """Set dotted keys ("train.steps") like --config.train.steps would."""
     for key, value in overrides.items():
-        node = c
+        node = config
         *parents, leaf = key.split(".")
         for p in parents:
             node = node[p]
         node[leaf] = value
-    return c
+    return config
 
 
 def run_steps(config, workdir, devices=None, steps=None):

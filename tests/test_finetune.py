@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from atm import objectives, sharding, train
-from helpers import tiny_config
+from helpers import apply_overrides, tiny_config
 
 CITIES = ["boston", "denver", "new york", "san francisco", "dallas", "miami", "seattle", "atlanta"]
 DAYS = ["monday", "tuesday", "friday", "sunday"]
@@ -53,13 +53,7 @@ def finetune_config(folder, **overrides):
     c.train.update(steps=120, batch_size=16, log_every=40, eval_every=120)
     c.optimizer.update(learning_rate=3e-3, warmup_steps=10)
     c.checkpoint.every = 120
-    for key, value in overrides.items():
-        node = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return c
+    return apply_overrides(c, overrides)
 
 
 def test_joint_intent_and_slots_learn_on_any_bio_folder(tmp_path):

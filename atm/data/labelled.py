@@ -11,14 +11,13 @@ evaluation it walks the split in order and pads the last batch with rows of `exa
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from typing import Sequence
 
 import numpy as np
 
 from atm.data import readers, tasks
+from atm.data.pipeline import StreamPosition, stream_fingerprint
 
 IGNORE = readers.IGNORE_INDEX
 TOKEN_LABEL_KEYS = ("slot_labels", "labels")  # intent_slots, ner
@@ -85,7 +84,7 @@ def load_split(finetune_config, split: str, vocab, data_dir: str | None, skip_ma
 
 
 @dataclasses.dataclass
-class LabelledBatcher:
+class LabelledBatcher(StreamPosition):
     split: LabelledSplit
     seq_len: int
     batch_size: int  # global
@@ -156,18 +155,8 @@ class LabelledBatcher:
         return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256(json.dumps([self.seq_len, self.batch_size, self.seed, len(self.split.examples)]).encode())
-        for ex in self.split.examples[:500]:
-            h.update(np.asarray(ex["input_ids"], np.int32).tobytes())
-        return h.hexdigest()[:16]
-
-    def state(self, next_step: int) -> dict:
-        return {"next_step": int(next_step), "fingerprint": self.fingerprint()}
-
-    def check_state(self, state: dict, where: str):
-        if state.get("fingerprint") != self.fingerprint():
-            raise ValueError(f"{where}: the checkpoint was written for another data stream; config.finetune, "
-                             "config.data or config.train.batch_size changed since it was saved")
+        return stream_fingerprint([self.seq_len, self.batch_size, self.seed, len(self.split.examples)],
+                                  [ex["input_ids"] for ex in self.split.examples[:500]])
 
 
 def word_tags_from_tokens(token_preds: Sequence[int], word_ids: Sequence[int], num_words: int,

@@ -20,8 +20,32 @@ import numpy as np
 Example = np.ndarray  # int32 token ids, no special tokens
 
 
+def stream_fingerprint(settings: list, token_arrays) -> str:
+    """Identifies a batch stream: its settings and the first examples' tokens."""
+    h = hashlib.sha256(json.dumps(settings).encode())
+    for tokens in token_arrays:
+        h.update(np.asarray(tokens, np.int32).tobytes())
+    return h.hexdigest()[:16]
+
+
+class StreamPosition:
+    """The data position saved in checkpoints: the next step, valid only for the same stream."""
+
+    def fingerprint(self) -> str:
+        raise NotImplementedError
+
+    def state(self, next_step: int) -> dict:
+        return {"next_step": int(next_step), "fingerprint": self.fingerprint()}
+
+    def check_state(self, state: dict, where: str):
+        if state.get("fingerprint") != self.fingerprint():
+            raise ValueError(f"{where}: the checkpoint was written for another data stream "
+                             f"(fingerprint {state.get('fingerprint')} != {self.fingerprint()}); "
+                             "config.data, config.finetune or config.train.batch_size changed since it was saved")
+
+
 @dataclasses.dataclass
-class Batcher:
+class Batcher(StreamPosition):
     examples: Sequence[Example]
     seq_len: int
     batch_size: int  # global
@@ -113,18 +137,5 @@ class Batcher:
         return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
 
     def fingerprint(self) -> str:
-        """Identifies the stream; a checkpoint's data position only makes sense for the same one."""
-        h = hashlib.sha256(json.dumps([self.seq_len, self.batch_size, self.seed, self.pack,
-                                       len(self.examples), self.word_starts is not None]).encode())
-        for e in self.examples[:1000]:
-            h.update(np.asarray(e, np.int32).tobytes())
-        return h.hexdigest()[:16]
-
-    def state(self, next_step: int) -> dict:
-        return {"next_step": int(next_step), "fingerprint": self.fingerprint()}
-
-    def check_state(self, state: dict, where: str):
-        if state.get("fingerprint") != self.fingerprint():
-            raise ValueError(f"{where}: the checkpoint was written for another data stream "
-                             f"(fingerprint {state.get('fingerprint')} != {self.fingerprint()}); "
-                             "config.data or config.train.batch_size changed since it was saved")
+        return stream_fingerprint([self.seq_len, self.batch_size, self.seed, self.pack, len(self.examples),
+                                   self.word_starts is not None], self.examples[:1000])
