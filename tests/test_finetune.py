@@ -122,3 +122,28 @@ def test_evaluate_cli_restores_a_run_and_reports(tmp_path):
     assert "slot_f1" in out.stdout and "semer" in out.stdout
     result = json.loads((tmp_path / "run" / "eval_mini_atis_test.json").read_text())
     assert result["rows"] == 20 and 0.0 <= result["slot_f1"] <= 1.0 and result["step"] == 10
+
+
+def test_single_split_tasks_are_split_by_the_seeded_holdout_rule(data_dir, tmp_path):
+    """XNLI has only dev here: 'train' and 'validation' are disjoint parts of it, the same every time."""
+    from atm.data import labelled
+    import configs.finetune.atis as atis
+
+    config = atis.get_config()
+    config.finetune.update(task="xnli_de", bio_folder="", eval_split="validation")
+    config.data.data_dir = data_dir
+    raws = lambda split: list(labelled._raw_rows(config.finetune, split, data_dir, False)[0])  # noqa: E731
+    train_rows, eval_rows = raws("train"), raws("validation")
+    assert len(train_rows) + len(eval_rows) == 2490  # XNLI dev rows per language (SOURCE.md)
+    assert abs(len(eval_rows) / 2490 - 0.2) < 0.03
+    key = lambda r: (r["premise"], r["hypothesis"])  # noqa: E731
+    assert not {key(r) for r in train_rows} & {key(r) for r in eval_rows}
+    assert [key(r) for r in raws("validation")] == [key(r) for r in eval_rows]
+
+    from atm.objectives.finetune import FineTune
+    config.data.seq_len = 64
+    _, train_data, eval_data, stats = FineTune.build_data(config, str(tmp_path))
+    batch = train_data.batch(0)
+    assert stats["data_rows"] == len(train_rows) and stats["data_eval_rows"] == len(eval_rows)
+    assert (batch["token_types"] == 1).any()  # premise and hypothesis are segments A and B
+    assert set(batch["label"].tolist()) <= {0, 1, 2}

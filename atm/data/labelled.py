@@ -11,6 +11,7 @@ evaluation it walks the split in order and pads the last batch with rows of `exa
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from typing import Sequence
 
@@ -63,8 +64,27 @@ def _raw_rows(finetune_config, split: str, data_dir: str | None, skip_malformed:
     if spec.kind not in ("intent_slots", "ner", "sentence", "pair"):
         raise ValueError(f"config.finetune.task={task!r} is a {spec.kind!r} task; fine-tuning supports "
                          "intent_slots, ner, sentence and pair tasks")
-    return tasks.raw_examples(task, split, data_dir, skip_malformed), tasks.label_inventory(task, data_dir), \
-        spec.kind, task
+    if "train" not in spec.splits and len(spec.splits) == 1:  # XNLI: only dev is labelled here
+        only = next(iter(spec.splits))
+        raws = holdout_part(tasks.raw_examples(task, only, data_dir, skip_malformed), split == "train",
+                            finetune_config.holdout_fraction, finetune_config.holdout_seed)
+    elif split in spec.splits:
+        raws = tasks.raw_examples(task, split, data_dir, skip_malformed)
+    else:
+        raise ValueError(f"config.finetune: task {task} has no split {split!r} (it has {sorted(spec.splits)})")
+    return raws, tasks.label_inventory(task, data_dir), spec.kind, task
+
+
+def in_holdout(index: int, fraction: float, seed: int) -> bool:
+    """The documented, seeded rule for tasks with one labelled split (XNLI dev): row `index` is held out
+    for evaluation when blake2b("seed:index") read as a fraction of 2^32 is below `fraction`."""
+    digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") / 2 ** 32 < fraction
+
+
+def holdout_part(rows, train: bool, fraction: float, seed: int):
+    """The training part (train=True) or the held-out evaluation part of a single split."""
+    return (row for i, row in enumerate(rows) if in_holdout(i, fraction, seed) != train)
 
 
 def training_texts(finetune_config, data_dir: str | None, skip_malformed: bool) -> list[str]:

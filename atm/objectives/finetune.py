@@ -60,6 +60,10 @@ class FineTune(Objective):
             "bio_folder": "",  # intent + slots from any folder in the ATIS/SNIPS BIO layout (overrides task)
             "eval_split": "validation",
             "token_loss_weight": 1.0,  # weight of the slot/tag loss next to the sequence loss
+            # Tasks with a single labelled split (XNLI dev here) are split by labelled.in_holdout:
+            # "train" is the rest, "validation"/"test" the held-out share.
+            "holdout_fraction": 0.2,
+            "holdout_seed": 0,
         })}
 
     @classmethod
