@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -78,7 +79,7 @@ def make_mesh(mesh_config: dict, devices: Sequence[jax.Device] | None = None) ->
     devices = list(devices if devices is not None else jax.devices())
     shape = resolve_mesh_shape(dict(mesh_config), len(devices))
     try:
-        device_array = jax.experimental.mesh_utils.create_device_mesh(shape, devices)
+        device_array = mesh_utils.create_device_mesh(shape, devices)
     except Exception:  # non-TPU topologies without a physical layout
         device_array = np.asarray(devices).reshape(shape)
     return Mesh(device_array, MESH_AXES)
@@ -121,5 +122,3 @@ def global_batch_from_local(mesh: Mesh, local_batch: dict, global_batch_size: in
             batch_sharding(mesh, local.ndim), local, global_shape)
     return out
 
-
-import jax.experimental.mesh_utils  # noqa: E402  (registers jax.experimental.mesh_utils)

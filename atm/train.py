@@ -206,10 +206,13 @@ def evaluate(trainer: Trainer, params, eval_data, num_batches: int) -> dict:
 def initialize_from(trainer: Trainer, state: TrainState, directory: str) -> TrainState:
     """Params from the latest checkpoint of another run (`config.init_from`); a fresh optimizer."""
     ckpt_dir = os.path.join(os.path.abspath(directory), "checkpoints")
-    steps = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).steps() if os.path.isdir(ckpt_dir) else []
+    if not os.path.isdir(ckpt_dir):
+        raise FileNotFoundError(f"config.init_from={directory!r}: no checkpoint under {ckpt_dir}")
+    source = atm_checkpoint.Checkpointer(ckpt_dir, 1, False)
+    steps = source.steps()
     if not steps:
         raise FileNotFoundError(f"config.init_from={directory!r}: no checkpoint under {ckpt_dir}")
-    pretrained = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).restore_params(steps[-1])
+    pretrained = source.restore_params(steps[-1])
     params, copied = trainer.objective.load_pretrained(jax.device_get(state.params), pretrained)
     if not copied:
         raise ValueError(f"config.init_from={directory!r}: no parameter path matches this model's")

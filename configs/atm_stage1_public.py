@@ -11,7 +11,10 @@ the task rates and the spoken share; the vocab CLI then samples languages with a
         --config.data.vocab=workdirs/vocab/stage1.model
 
 Without --config.data.vocab a vocabulary is trained from the run's own training text into
-the workdir. Model: the `small` preset (4×512) with pre-LN, as ATM's teachers.
+the workdir.
+
+Expected: not measured yet (a full run is hours on 2 CPU cores). Checked: 4 steps with
+--config.train.steps=4 --config.train.batch_size=8 read 189,735 rows and the MLM loss fell 9.03 → 8.67. Model: the `small` preset (4×512) with pre-LN, as ATM's teachers.
 """
 from atm.config import default_config
 from atm.models import presets

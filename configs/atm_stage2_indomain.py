@@ -11,6 +11,9 @@ weights by copying its checkpoint directory into the new workdir (a later issue 
     python -m atm.data.vocab --input=workdirs/vocab/stage2.txt --vocab_size=8000 --out=workdirs/vocab/stage2
     python -m atm.main --config=configs/atm_stage2_indomain.py --workdir=workdirs/stage2 \
         --config.data.vocab=workdirs/vocab/stage1.model
+
+Expected: not measured yet. Checked: 4 steps with --config.train.steps=4 --config.train.batch_size=8
+and the stage-1 vocabulary run and log loss and eval loss (8.71 / 8.63 at step 4).
 """
 from atm.config import default_config
 from atm.models import presets

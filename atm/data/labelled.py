@@ -119,6 +119,7 @@ class LabelledBatcher(StreamPosition):
     def __post_init__(self):
         if self.batch_size % self.process_count:
             raise ValueError(f"batch size {self.batch_size} is not divisible by the {self.process_count} processes")
+        self._permutation = (-1, None)  # (epoch, order) of the last epoch used
 
     @property
     def local_batch_size(self) -> int:
@@ -134,7 +135,9 @@ class LabelledBatcher(StreamPosition):
         if not self.shuffle:
             return global_row if global_row < n else None
         epoch, offset = divmod(global_row, n)
-        return int(np.random.default_rng([self.seed, epoch]).permutation(n)[offset])
+        if self._permutation[0] != epoch:
+            self._permutation = (epoch, np.random.default_rng([self.seed, epoch]).permutation(n))
+        return int(self._permutation[1][offset])
 
     def _row(self, index: int | None) -> dict[str, np.ndarray]:
         L = self.seq_len

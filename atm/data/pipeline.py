@@ -10,6 +10,7 @@ examples share a row: `segment_ids` number them 1, 2, ... (0 = padding) and
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import json
@@ -65,7 +66,7 @@ class Batcher(StreamPosition):
             raise ValueError(f"config.train.batch_size={self.batch_size} is not divisible by the "
                              f"{self.process_count} processes")
         self._lengths = np.minimum(np.array([len(e) for e in self.examples]) + 2, self.seq_len)
-        self._epoch_rows: list[int] = []  # rows per epoch, computed on demand
+        self._epoch_starts: list[int] = [0]  # first global row of each epoch sized so far
         self._cached_epoch = (-1, [])
 
     # --- epochs: a shuffled order of examples, grouped into rows -----------------------
@@ -90,14 +91,10 @@ class Batcher(StreamPosition):
 
     def _locate(self, global_row: int) -> tuple[int, int]:
         """(epoch, row within epoch) of the global_row-th row of the endless stream."""
-        epoch, start = 0, 0
-        while True:
-            if epoch == len(self._epoch_rows):
-                self._epoch_rows.append(len(self._rows_of_epoch(epoch)))
-            if global_row < start + self._epoch_rows[epoch]:
-                return epoch, global_row - start
-            start += self._epoch_rows[epoch]
-            epoch += 1
+        while self._epoch_starts[-1] <= global_row:  # size epochs (packing varies them) as far as needed
+            self._epoch_starts.append(self._epoch_starts[-1] + len(self._rows_of_epoch(len(self._epoch_starts) - 1)))
+        epoch = bisect.bisect_right(self._epoch_starts, global_row) - 1
+        return epoch, global_row - self._epoch_starts[epoch]
 
     def _row(self, members: list[int]) -> dict[str, np.ndarray]:
         row = {"input_ids": np.full(self.seq_len, self.pad_id, np.int32),

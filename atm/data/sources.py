@@ -169,13 +169,11 @@ def build(config, workdir: str):
         print(f"WARNING: data: skipped {malformed} malformed rows (config.data.skip_malformed=True)", flush=True)
     train_texts, eval_texts = split_train_eval(apply_spoken_share(rows, data.spoken_share), data.eval_fraction)
     vocab = load_vocab(data, workdir, train_texts)
+    starts = vocab.word_start_table() if data.whole_word_masking else None
 
     def batcher(texts, seed):
         examples = [np.asarray(ids, np.int32) for ids in vocab.encode_batch(texts)]
-        word_starts = None
-        if data.whole_word_masking:
-            starts = vocab.word_start_table()
-            word_starts = [starts[e] for e in examples]
+        word_starts = None if starts is None else [starts[e] for e in examples]
         return Batcher(examples, data.seq_len, config.train.batch_size, seed, data.pack, vocab.cls_id,
                        vocab.sep_id, vocab.pad_id, jax.process_index(), jax.process_count(), word_starts=word_starts)
 

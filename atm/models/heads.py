@@ -17,6 +17,12 @@ from atm.models.encoder import Encoder, EncoderConfig, _init, _zeros
 HEAD_KINDS = ("sequence", "token")
 
 
+def classifier(cfg: EncoderConfig, num_classes: int, input_axis: str) -> nn.Dense:
+    return nn.Dense(num_classes, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
+                    kernel_init=_init(cfg, (input_axis, "classes")), bias_init=_zeros(("classes",)),
+                    name="classifier")
+
+
 class SequenceHead(nn.Module):
     cfg: EncoderConfig
     num_classes: int
@@ -29,9 +35,7 @@ class SequenceHead(nn.Module):
                           kernel_init=_init(cfg, ("embed", "mlp")), bias_init=_zeros(("mlp",)),
                           name="pooler")(h_BxLxD[:, 0])
         pooled = nn.Dropout(cfg.hidden_dropout, deterministic=self.deterministic)(jax.numpy.tanh(pooled))
-        return nn.Dense(self.num_classes, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
-                        kernel_init=_init(cfg, ("mlp", "classes")), bias_init=_zeros(("classes",)),
-                        name="classifier")(pooled)
+        return classifier(cfg, self.num_classes, "mlp")(pooled)
 
 
 class TokenHead(nn.Module):
@@ -43,9 +47,7 @@ class TokenHead(nn.Module):
     def __call__(self, h_BxLxD: jax.Array) -> jax.Array:
         cfg = self.cfg
         h = nn.Dropout(cfg.hidden_dropout, deterministic=self.deterministic)(h_BxLxD)
-        return nn.Dense(self.num_classes, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
-                        kernel_init=_init(cfg, ("embed", "classes")), bias_init=_zeros(("classes",)),
-                        name="classifier")(h)
+        return classifier(cfg, self.num_classes, "embed")(h)
 
 
 class EncoderWithHeads(nn.Module):

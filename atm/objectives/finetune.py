@@ -22,7 +22,7 @@ from atm.data import labelled
 from atm.data.sources import load_vocab
 from atm.models.heads import EncoderWithHeads
 from atm.objectives import Objective, register
-from atm.objectives.mlm import encoder_flops_per_token
+from atm.objectives.mlm import cross_entropy, encoder_flops_per_token
 
 IGNORE = labelled.IGNORE
 
@@ -36,17 +36,10 @@ def heads_for(kind: str, label_names: dict) -> tuple[tuple[str, str, int], ...]:
 
 
 def _token_ce(logits_BxLxC, labels_BxL):
-    """Per-example mean CE over labelled tokens, and per-token correctness."""
-    logp = jax.nn.log_softmax(logits_BxLxC.astype(jnp.float32), axis=-1)
+    """Per-example mean CE over labelled tokens."""
     valid = labels_BxL != IGNORE
-    onehot = jax.nn.one_hot(jnp.where(valid, labels_BxL, 0), logp.shape[-1], dtype=logp.dtype)
-    nll = -jnp.sum(logp * onehot, axis=-1) * valid
+    nll = cross_entropy(logits_BxLxC, jnp.where(valid, labels_BxL, 0)) * valid
     return nll.sum(-1) / jnp.maximum(valid.sum(-1), 1)
-
-
-def _sequence_ce(logits_BxC, labels_B):
-    logp = jax.nn.log_softmax(logits_BxC.astype(jnp.float32), axis=-1)
-    return -jnp.sum(logp * jax.nn.one_hot(labels_B, logp.shape[-1], dtype=logp.dtype), axis=-1)
 
 
 @register
@@ -116,13 +109,15 @@ class FineTune(Objective):
         return self.eval_model.init(rng, batch["input_ids"], batch["segment_ids"], batch["positions"])["params"]
 
     def loss(self, params, frozen, batch, rng, train):
-        logits = self._logits(params, batch, rng, train)
+        return self._loss_from_logits(self._logits(params, batch, rng, train), batch)
+
+    def _loss_from_logits(self, logits, batch):
         w = batch["example_weight"]
         per_example = jnp.zeros_like(w)
         sums = {"weight": w.sum()}
         for name, kind, _ in self.heads:
             if kind == "sequence":
-                per_example = per_example + _sequence_ce(logits[name], batch["label"])
+                per_example = per_example + cross_entropy(logits[name], batch["label"])
                 correct = (jnp.argmax(logits[name], -1) == batch["label"]).astype(jnp.float32)
                 sums["accuracy"] = (correct * w).sum()
             else:
@@ -132,7 +127,7 @@ class FineTune(Objective):
 
     def eval_outputs(self, params, frozen, batch, rng):
         logits = self._logits(params, batch, rng, False)
-        loss_sum, sums = self.loss(params, frozen, batch, rng, False)
+        loss_sum, sums = self._loss_from_logits(logits, batch)
         return {**sums, "loss": loss_sum, **{f"pred_{name}": jnp.argmax(logits[name], -1) for name, _, _ in self.heads}}
 
     def summarize(self, outputs, batches):

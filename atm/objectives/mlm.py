@@ -55,11 +55,18 @@ def mask_tokens(rng: jax.Array, ids_BxL: jax.Array, maskable_BxL: jax.Array, *, 
     }
 
 
+def cross_entropy(logits_xC: jax.Array, labels_x: jax.Array) -> jax.Array:
+    """Per-position −log p(label), in fp32, for any leading shape.
+
+    One-hot rather than a gather: partitions cleanly when the class axis is tensor-sharded (a
+    gather's gradient did not, see tests/test_sharding.py)."""
+    logp = jax.nn.log_softmax(logits_xC.astype(jnp.float32), axis=-1)
+    return -jnp.sum(logp * jax.nn.one_hot(labels_x, logp.shape[-1], dtype=logp.dtype), axis=-1)
+
+
 def masked_lm_sums(logits_BxMxV: jax.Array, targets_BxM: jax.Array, weights_BxM: jax.Array):
     """Summed cross-entropy and correct predictions over the weighted slots."""
-    logp = jax.nn.log_softmax(logits_BxMxV.astype(jnp.float32), axis=-1)
-    # One-hot rather than a gather: partitions cleanly when the vocabulary is tensor-sharded.
-    nll = -jnp.sum(logp * jax.nn.one_hot(targets_BxM, logp.shape[-1], dtype=logp.dtype), axis=-1)
+    nll = cross_entropy(logits_BxMxV, targets_BxM)
     correct = (jnp.argmax(logits_BxMxV, axis=-1) == targets_BxM).astype(jnp.float32)
     return (nll * weights_BxM).sum(), {"weight": weights_BxM.sum(), "accuracy": (correct * weights_BxM).sum()}
 

@@ -7,7 +7,10 @@
 `config.finetune.bio_folder` (default: ATIS in the data directory) takes any folder in the
 ATIS/SNIPS layout train|dev|test/{seq.in,seq.out,label}. Evaluates on test at the end.
 Start from a pretrained run with --config.init_from=RUN_DIR --config.data.vocab=RUN_DIR/vocab.model
-(the encoder shape must match). Measured figures: see the closing note of the fine-tuning issue.
+(the encoder shape must match).
+
+Expected (measured on 2 CPU cores, 2026-11-22, the first command): test intent accuracy 95.7%,
+slot F1 89.0%, frame exact match 74.0%, SemER 19.4%, about 6 minutes.
 """
 import os
 

@@ -9,6 +9,10 @@ From a pretrained encoder (same shape; e.g. configs/atm_stage2_indomain.py with 
     --config.init_from=workdirs/stage2 --config.data.vocab=workdirs/stage2/vocab.model
 Without init_from the vocabulary is trained on en-US train text only, so zero-shot figures on
 de-DE/sw-KE measure little more than shared sub-words: pretrain multilingually for them.
+
+Expected from scratch (measured on 2 CPU cores, 2026-11-22, the commands above; about 8 minutes):
+en-US test intent accuracy 81.7%, slot F1 61.1%, SemER 68.2%; zero-shot de-DE 22.5% / 12.4%,
+sw-KE 6.9% / 3.9% (intent accuracy / slot F1).
 """
 from atm.config import default_config
 from atm.models import presets
