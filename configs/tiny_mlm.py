@@ -2,9 +2,9 @@
 
     python -m atm.main --config=configs/tiny_mlm.py --workdir=/tmp/tiny_mlm
 
-Expected on 2 CPU cores: about 70 s for 600 steps; the MLM loss falls from ~7.6
-(ln 2000) to ~1.6 (5.4 at the first log, step 50), eval loss ~1.7 and masked-token
-accuracy ~65%. tests/test_demo.py holds it to: eval loss < 2.5 and a train-loss
+Expected on 2 CPU cores (`make demo`, fresh clone, 2026-11-22): about 70-90 s for 600
+steps; the MLM loss falls from ~7.6 (ln 2000) to ~1.9 (5.4 at the first log, step 50),
+eval loss ~1.76 and eval masked-token accuracy ~65%. tests/test_demo.py holds it to: eval loss < 2.5 and a train-loss
 drop of at least 2.5 from the first logged step.
 """
 from atm.config import default_config
