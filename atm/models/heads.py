@@ -14,6 +14,7 @@ import jax
 
 from atm.models.encoder import Encoder, EncoderConfig, _init, _zeros
 
+
 def classifier(cfg: EncoderConfig, num_classes: int, input_axis: str) -> nn.Dense:
     return nn.Dense(num_classes, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
                     kernel_init=_init(cfg, (input_axis, "classes")), bias_init=_zeros(("classes",)),
