@@ -3,11 +3,14 @@
     L = CE(intent | h_[CLS]) + mean over labelled tokens of CE(slot)     (intent_slots)
     L = CE(label | h_[CLS])                                               (sentence, pair)
     L = mean over labelled tokens of CE(tag)                              (ner)
+    L = (CE(start) + CE(end)) / 2 over the window's positions              (qa)
 
 Token losses are averaged per example, then examples are averaged over the batch. Evaluation
 decodes each word's tag from its first subword and reports the field's metrics
 (`atm/nlu_metrics.py`): intent accuracy, slot/NER span F1 (seqeval-equal), frame exact match,
-SemER, sequence accuracy. `config.init_from = RUN_DIR` starts the encoder from a pretrained run.
+SemER, sequence accuracy; for QA the answer text read back from every window of a question
+(`atm.data.qa.best_answer`) scored with the official SQuAD EM/F1. `config.init_from = RUN_DIR`
+starts the encoder from a pretrained run.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import numpy as np
 
 from atm import config as atm_config
 from atm import nlu_metrics
-from atm.data import labelled
+from atm.data import labelled, qa
 from atm.data.sources import load_vocab
 from atm.models.heads import EncoderWithHeads
 from atm.objectives import Objective, register
@@ -32,6 +35,8 @@ def heads_for(kind: str, label_names: dict) -> tuple[tuple[str, str, int], ...]:
         return (("intent", "sequence", len(label_names["intent"])), ("slots", "token", len(label_names["slot"])))
     if kind == "ner":
         return (("tags", "token", len(label_names["tag"])),)
+    if kind == "qa":
+        return (("answer", "span", 2),)
     return (("label", "sequence", len(label_names["label"])),)
 
 
@@ -57,6 +62,11 @@ class FineTune(Objective):
             # "train" is the rest, "validation"/"test" the held-out share.
             "holdout_fraction": 0.2,
             "holdout_seed": 0,
+            # Extractive QA: windows of data.seq_len tokens, doc_stride context tokens apart.
+            "doc_stride": 128,
+            "max_query_tokens": 64,
+            "max_answer_tokens": 30,
+            "squad_version": 1,  # 2: SQuAD 2.0 rules, and "no answer" may be predicted
         })}
 
     @classmethod
@@ -66,8 +76,10 @@ class FineTune(Objective):
         # The vocabulary must exist before tokenizing: a given one, or one trained on the train text.
         texts = [] if data.vocab else labelled.training_texts(ft, data_dir, data.skip_malformed)
         vocab = load_vocab(data, workdir, texts)
-        train = labelled.load_split(ft, "train", vocab, data_dir, data.skip_malformed)
-        evaluation = labelled.load_split(ft, ft.eval_split, vocab, data_dir, data.skip_malformed)
+        if ft.squad_version not in (1, 2):
+            raise ValueError(f"config.finetune.squad_version={ft.squad_version!r} must be 1 or 2")
+        train = labelled.load_split(ft, "train", vocab, data_dir, data.skip_malformed, data.seq_len)
+        evaluation = labelled.load_split(ft, ft.eval_split, vocab, data_dir, data.skip_malformed, data.seq_len)
         if evaluation.label_names != train.label_names:
             raise ValueError("config.finetune: train and eval splits disagree on the label inventory")
 
@@ -94,16 +106,20 @@ class FineTune(Objective):
         shape = (batch_size, self.seq_len)
         names = ("input_ids", "segment_ids", "positions", "token_types", "token_labels", "word_ids")
         batch = {k: jax.ShapeDtypeStruct(shape, jnp.int32) for k in names}
-        batch.update(label=jax.ShapeDtypeStruct((batch_size,), jnp.int32),
-                     example_index=jax.ShapeDtypeStruct((batch_size,), jnp.int32),
-                     example_weight=jax.ShapeDtypeStruct((batch_size,), jnp.float32))
+        scalars = ("label", "start_position", "end_position", "example_index")
+        batch.update({k: jax.ShapeDtypeStruct((batch_size,), jnp.int32) for k in scalars})
+        batch["example_weight"] = jax.ShapeDtypeStruct((batch_size,), jnp.float32)
         return batch
 
     def _logits(self, params, batch, rng, train):
         model = self.train_model if train else self.eval_model
         token_types = batch["token_types"] if self.model_cfg.type_vocab_size > 1 else None
-        return model.apply({"params": params}, batch["input_ids"], batch["segment_ids"], batch["positions"],
-                           token_types, rngs={"dropout": rng})
+        logits = model.apply({"params": params}, batch["input_ids"], batch["segment_ids"], batch["positions"],
+                             token_types, rngs={"dropout": rng})
+        for name, kind, _ in self.heads:
+            if kind == "span":  # padding is never an answer boundary
+                logits[name] = jnp.where((batch["segment_ids"] > 0)[..., None], logits[name], -1e4)
+        return logits
 
     def init_params(self, rng, batch):
         return self.eval_model.init(rng, batch["input_ids"], batch["segment_ids"], batch["positions"])["params"]
@@ -120,6 +136,10 @@ class FineTune(Objective):
                 per_example = per_example + cross_entropy(logits[name], batch["label"])
                 correct = (jnp.argmax(logits[name], -1) == batch["label"]).astype(jnp.float32)
                 sums["accuracy"] = (correct * w).sum()
+            elif kind == "span":
+                start_BxL, end_BxL = logits[name][..., 0], logits[name][..., 1]
+                per_example = per_example + 0.5 * (cross_entropy(start_BxL, batch["start_position"])
+                                                   + cross_entropy(end_BxL, batch["end_position"]))
             else:
                 per_example = per_example + self.config.finetune.token_loss_weight * _token_ce(
                     logits[name], batch["token_labels"])
@@ -128,12 +148,17 @@ class FineTune(Objective):
     def eval_outputs(self, params, frozen, batch, rng):
         logits = self._logits(params, batch, rng, False)
         loss_sum, sums = self._loss_from_logits(logits, batch)
-        return {**sums, "loss": loss_sum, **{f"pred_{name}": jnp.argmax(logits[name], -1) for name, _, _ in self.heads}}
+        # Span heads keep their logits: answers are read back over all windows of a question.
+        outputs = {f"pred_{name}": logits[name] if kind == "span" else jnp.argmax(logits[name], -1)
+                   for name, kind, _ in self.heads}
+        return {**sums, "loss": loss_sum, **outputs}
 
-    def summarize(self, outputs, batches):
+    def summarize(self, outputs, batches, eval_data=None):
         """Metrics over the whole eval pass; word tags are read off each word's first subword."""
         weight = max(sum(float(o["weight"]) for o in outputs), 1.0)
         report = {"loss": sum(float(o["loss"]) for o in outputs) / weight}
+        if self.kind == "qa":
+            return {**report, **self._squad_metrics(outputs, batches, eval_data)}
         sequence_head = next((f"pred_{n}" for n, kind, _ in self.heads if kind == "sequence"), None)
         token_head = next((n for n, kind, _ in self.heads if kind == "token"), None)
         tag_names = self.label_names.get("slot") or self.label_names.get("tag")
@@ -159,6 +184,28 @@ class FineTune(Objective):
         elif gold_tags:
             report["span_f1"] = nlu_metrics.span_f1(gold_tags, pred_tags)["f1"]
         return report
+
+    def _squad_metrics(self, outputs, batches, eval_data):
+        """Official SQuAD EM/F1 (as fractions) of the answers read back from every window's logits."""
+        if eval_data is None:
+            raise ValueError("QA evaluation needs the eval split (its questions and contexts)")
+        split, ft = eval_data.split, self.config.finetune
+        by_question: dict[int, list] = {}
+        for out, batch in zip(outputs, batches):
+            for row in np.flatnonzero(batch["example_weight"] > 0):
+                window = split.examples[int(batch["example_index"][row])]
+                logits_Lx2 = out["pred_answer"][row]
+                by_question.setdefault(window["question_index"], []).append((window, logits_Lx2))
+        predictions, golds = [], []
+        for index, parts in sorted(by_question.items()):
+            question = split.questions[index]
+            windows = [w for w, _ in parts]
+            predictions.append(qa.best_answer(question, windows, [x[:, 0] for _, x in parts],
+                                              [x[:, 1] for _, x in parts], ft.max_answer_tokens,
+                                              allow_no_answer=ft.squad_version == 2))
+            golds.append(question.answers)
+        scores = nlu_metrics.squad_scores(predictions, golds, version=ft.squad_version)
+        return {"exact_match": scores["exact"] / 100, "f1": scores["f1"] / 100}
 
     def flops_per_token(self):
         return encoder_flops_per_token(self.model_cfg, self.seq_len, 0.0)
