@@ -47,8 +47,9 @@ def _load_config(workdir: str):
         config = ml_collections.ConfigDict(json.load(f))
     if config.objective != "finetune":
         raise ValueError(f"--workdir={workdir} is a {config.objective!r} run; atm.evaluate evaluates finetune runs")
-    if not config.data.vocab:
-        config.data.vocab = os.path.join(workdir, "vocab.model")
+    kept = os.path.join(workdir, "vocab.model")  # every run keeps its vocabulary here
+    if os.path.exists(kept) or not config.data.vocab:
+        config.data.vocab = kept
     return config
 
 

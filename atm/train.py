@@ -7,6 +7,7 @@ metrics, evaluation and checkpoints.
 from __future__ import annotations
 
 import concurrent.futures
+import filecmp
 import json
 import math
 import os
@@ -222,6 +223,21 @@ def initialize_from(trainer: Trainer, state: TrainState, directory: str) -> Trai
     return state.replace(params=jax.device_put(params, trainer.state_shardings.params))
 
 
+def inherit_vocab(config: ml_collections.ConfigDict):
+    """A run started from `config.init_from` uses that run's vocabulary: its embedding rows are
+    those pieces. Without config.data.vocab it is taken over; a different one is an error."""
+    if not config.init_from:
+        return
+    inherited = os.path.join(os.path.abspath(config.init_from), "vocab.model")
+    if not os.path.exists(inherited):
+        return  # a run from before vocabularies were kept in the run directory: config.data.vocab decides
+    if not config.data.vocab:
+        config.data.vocab = inherited
+    elif not filecmp.cmp(config.data.vocab, inherited, shallow=False):
+        raise ValueError(f"config.data.vocab={config.data.vocab!r} is not the vocabulary of config.init_from="
+                         f"{config.init_from!r} ({inherited}); its embeddings belong to that one")
+
+
 def write_resolved_config(config: ml_collections.ConfigDict, workdir: str):
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -235,6 +251,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     mesh = sharding.make_mesh(config.mesh)  # a wrong mesh fails here, before any compile
     objective_cls = objectives.get(config.objective)
+    inherit_vocab(config)
     vocab, train_data, eval_data, data_stats = objective_cls.build_data(config, workdir)
     objective = objective_cls(config, vocab, train_data)
     trainer = Trainer(config, objective, mesh)

@@ -93,6 +93,28 @@ def test_init_from_copies_the_pretrained_encoder_and_keeps_fresh_heads(tmp_path)
         train.initialize_from(trainer, trainer.init_state(), config.init_from)
 
 
+def test_a_run_keeps_its_vocabulary_and_init_from_inherits_it(tmp_path):
+    import filecmp
+    folder = write_bio_folder(tmp_path / "mini_atis", n_train=40, n_eval=16)
+    first = finetune_config(folder, **{"train.steps": 2, "checkpoint.every": 2, "train.eval_every": 2})
+    train.train_and_evaluate(first, str(tmp_path / "a"))  # trains its vocabulary into a/vocab.model
+    second = finetune_config(folder, **{"data.vocab": str(tmp_path / "a" / "vocab.model")})
+    objectives.get("finetune").build_data(second, str(tmp_path / "b"))  # a given vocabulary is copied in
+    assert filecmp.cmp(tmp_path / "a" / "vocab.model", tmp_path / "b" / "vocab.model", shallow=False)
+
+    child = finetune_config(folder, **{"init_from": str(tmp_path / "a")})
+    train.inherit_vocab(child)
+    assert child.data.vocab == str(tmp_path / "a" / "vocab.model")
+    other = finetune_config(folder, **{"train.steps": 2, "data.vocab_size": 150})
+    objectives.get("finetune").build_data(other, str(tmp_path / "c"))  # another vocabulary
+    with pytest.raises(ValueError, match=r"is not the vocabulary of config.init_from"):
+        train.inherit_vocab(finetune_config(folder, **{"init_from": str(tmp_path / "a"),
+                                                       "data.vocab": str(tmp_path / "c" / "vocab.model")}))
+    with pytest.raises(ValueError, match=r"differs from the vocabulary this run directory was started with"):
+        objectives.get("finetune").build_data(
+            finetune_config(folder, **{"data.vocab": str(tmp_path / "c" / "vocab.model")}), str(tmp_path / "a"))
+
+
 def test_malformed_bio_row_names_file_and_line(tmp_path):
     from atm.objectives.finetune import FineTune
     folder = write_bio_folder(tmp_path / "bad", n_train=20, n_eval=5)

@@ -13,8 +13,10 @@ into the workdir.
 """
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -150,10 +152,19 @@ def split_train_eval(texts: list[str], eval_fraction: float) -> tuple[list[str],
 
 
 def load_vocab(data_config, workdir: str, train_texts: list[str]):
-    if data_config.vocab:
-        return SentencePieceVocabulary(data_config.vocab)
+    """The run's vocabulary, always kept as WORKDIR/vocab.model so a run directory is self-contained
+    (fine-tuning and distillation from it find the vocabulary its embeddings were trained with):
+    a copy of `config.data.vocab` when given, else one trained on the run's training text."""
     prefix = os.path.join(workdir, "vocab")
-    if jax.process_index() == 0 and not os.path.exists(prefix + ".model"):
+    if jax.process_index() == 0 and data_config.vocab:
+        SentencePieceVocabulary(data_config.vocab)  # a bad file fails here, naming its path
+        if not os.path.exists(prefix + ".model"):
+            os.makedirs(workdir, exist_ok=True)
+            shutil.copyfile(data_config.vocab, prefix + ".model")
+        elif not filecmp.cmp(data_config.vocab, prefix + ".model", shallow=False):
+            raise ValueError(f"config.data.vocab={data_config.vocab!r} differs from the vocabulary this run "
+                             f"directory was started with ({prefix}.model); a run keeps one vocabulary")
+    elif jax.process_index() == 0 and not os.path.exists(prefix + ".model"):
         train_sentencepiece(train_texts, data_config.vocab_size, prefix)
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("atm:vocab")
