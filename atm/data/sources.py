@@ -23,7 +23,7 @@ from jax.experimental import multihost_utils
 
 from atm.data import spoken, synthetic
 from atm.data.pipeline import Batcher
-from atm.data.vocab import SentencePieceVocabulary, read_lines_by_language, train_sentencepiece
+from atm.data.vocab import SentencePieceVocabulary, load_vocabulary, read_lines_by_language, train_sentencepiece
 
 Texts = list[tuple[str, str]]  # (text, language)
 
@@ -151,7 +151,7 @@ def split_train_eval(texts: list[str], eval_fraction: float) -> tuple[list[str],
 
 def load_vocab(data_config, workdir: str, train_texts: list[str]):
     if data_config.vocab:
-        return SentencePieceVocabulary(data_config.vocab)
+        return load_vocabulary(data_config.vocab)
     prefix = os.path.join(workdir, "vocab")
     if jax.process_index() == 0 and not os.path.exists(prefix + ".model"):
         train_sentencepiece(train_texts, data_config.vocab_size, prefix)
