@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Sequence
 
 import numpy as np
@@ -146,14 +147,29 @@ class XLMRSentencePieceVocabulary(_SpecialIds):
         self.size = pieces + self.OFFSET + 1
         self._sp_special = {self._sp.unk_id(): self.unk_id, self._sp.bos_id(): self.cls_id,
                             self._sp.eos_id(): self.sep_id}
+        # Special tokens written in the text are those tokens, as in transformers; <mask> also takes the
+        # whitespace before it (its AddedToken has lstrip=True).
+        self._special_text = re.compile(r"(\s*<mask>|<s>|</s>|<pad>|<unk>)")
+        self._special_by_text = {"<mask>": self.mask_id, "<s>": self.cls_id, "</s>": self.sep_id,
+                                 "<pad>": self.pad_id, "<unk>": self.unk_id}
 
     def _from_sp(self, i: int) -> int:
         return self._sp_special.get(i, i + self.OFFSET)
 
     def encode(self, text: str) -> list[int]:
-        return [self._from_sp(i) for i in self._sp.encode(text)]
+        if "<" not in text:
+            return [self._from_sp(i) for i in self._sp.encode(text)]
+        ids = []
+        for part in self._special_text.split(text):
+            if part.strip() in self._special_by_text:
+                ids.append(self._special_by_text[part.strip()])
+            elif part:
+                ids.extend(self._from_sp(i) for i in self._sp.encode(part))
+        return ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if any("<" in t for t in texts):
+            return [self.encode(t) for t in texts]
         return [[self._from_sp(i) for i in ids] for ids in self._sp.encode(list(texts), num_threads=os.cpu_count() or 1)]
 
     def decode(self, ids: Sequence[int]) -> str:
