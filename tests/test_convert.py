@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import unicodedata
 
 import numpy as np
@@ -29,7 +27,6 @@ TOLERANCE = 1e-4
 TEXTS = ["Héllo wörld! Ça va? naïve café Straße", "你好世界，今天天气很好。", "こんにちは 世界 🤗🎉 emoji 👍🏽",
          "Ελληνικά και русский текст", "  spaces   and\ttabs ÀÉÎÕÜ", "the quick brown fox", "ok"]
 CORPUS = TEXTS * 5 + ["the quick brown fox jumps over the lazy dog"] * 5
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # --- tokenizer files, made here ----------------------------------------------------------------------------------
@@ -135,13 +132,22 @@ def max_differences(pretrained, model, batch):
     return hidden, np.abs(got_head - want_head)[valid].max()
 
 
+_BUILT: dict = {}
+
+
+def imported_arch(name, tmp_path_factory):
+    """(name, directory with hf/ and its import atm/, the torch model), built once per module."""
+    if name not in _BUILT:
+        base = tmp_path_factory.mktemp(name.replace("-", "_"))
+        model = build_hf_dir(base / "hf", name)
+        atm_workdir.import_hf_dir(str(base / "hf"), str(base / "atm"))
+        _BUILT[name] = (name, base, model)
+    return _BUILT[name]
+
+
 @pytest.fixture(scope="module", params=list(ARCHS))
 def imported(request, tmp_path_factory):
-    name = request.param
-    base = tmp_path_factory.mktemp(name.replace("-", "_"))
-    model = build_hf_dir(base / "hf", name)
-    atm_workdir.import_hf_dir(str(base / "hf"), str(base / "atm"))
-    return name, base, model
+    return imported_arch(request.param, tmp_path_factory)
 
 
 def test_import_matches_transformers(imported):
@@ -157,6 +163,10 @@ def test_import_matches_transformers(imported):
     print(f"\n{name}: max |atm - HF| hidden {hidden:.2e}, head {head if head is None else f'{head:.2e}'}")
     assert hidden < TOLERANCE
     assert head is None or head < TOLERANCE
+    want_hidden, _ = hf_outputs(model, batch)  # mean pooling over the attention mask, as sentence-transformers
+    mask = batch["segment_ids"][:, :, None]
+    np.testing.assert_allclose(pretrained.sentence_embeddings(TEXTS), (want_hidden * mask).sum(1) / mask.sum(1),
+                               atol=TOLERANCE)
     assert pretrained.head == {"BertModel": "encoder", "ElectraForPreTraining": "discriminator"}.get(
         ARCHS[name][1], "mlm")
     # a Hugging Face directory loads directly too, to the same params
@@ -214,11 +224,10 @@ def _rewrite_weights(hf_dir, change):
     save_file(tensors, path, metadata={"format": "pt"})
 
 
-def test_clear_errors_name_what_is_wrong(imported, tmp_path):
-    name, base, _ = imported
-    if name != "bert":
-        pytest.skip("checked once")
+def test_clear_errors_name_what_is_wrong(tmp_path_factory, tmp_path):
     import shutil
+
+    _, base, _ = imported_arch("bert", tmp_path_factory)
     hf_dir = tmp_path / "hf"
     shutil.copytree(base / "hf", hf_dir)
     _rewrite_weights(hf_dir, lambda t: t.pop("bert.encoder.layer.1.output.dense.bias"))
@@ -238,16 +247,15 @@ def test_clear_errors_name_what_is_wrong(imported, tmp_path):
         atm_workdir.import_hf_dir(str(hf_dir), str(tmp_path / "d"))
 
 
-def test_cli_import_and_finetune_from_it(imported, tmp_path, capsys):
+def test_cli_import_and_finetune_from_it(tmp_path_factory, tmp_path, capsys):
     """`python -m atm.convert import` writes a workdir that fine-tuning starts from (config.init_from)."""
-    name, base, _ = imported
-    if name != "roberta":
-        pytest.skip("checked once")
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    done = subprocess.run([sys.executable, "-m", "atm.convert", "import", f"--hf_dir={base / 'hf'}",
-                           f"--out={tmp_path / 'cli'}"], capture_output=True, text=True, env=env, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[0])["head"] == "mlm"
+    from atm.convert.__main__ import main
+
+    _, base, _ = imported_arch("roberta", tmp_path_factory)
+    assert main(["import", f"--hf_dir={base / 'hf'}", f"--out={tmp_path / 'cli'}"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["head"] == "mlm"
+    assert main(["import", f"--hf_dir={base / 'hf'}", f"--out={tmp_path / 'cli'}"]) == 1  # never overwrites
+    assert "already holds checkpoints" in capsys.readouterr().err
 
     from atm import train
     from helpers import apply_overrides
@@ -256,8 +264,8 @@ def test_cli_import_and_finetune_from_it(imported, tmp_path, capsys):
 
     config = apply_overrides(from_workdir.get_config(str(tmp_path / "cli")), {
         "finetune.bio_folder": str(write_bio_folder(tmp_path / "bio", n_train=64, n_eval=16)),
-        "finetune.eval_split": "validation", "data.seq_len": 24, "train.steps": 2, "train.batch_size": 16,
-        "train.eval_every": 2, "checkpoint.every": 2, "model.hidden_dropout": 0.0})
+        "finetune.eval_split": "validation", "data.seq_len": 24, "train.steps": 1, "train.batch_size": 16,
+        "train.eval_every": 1, "checkpoint.every": 1, "model.hidden_dropout": 0.0})
     summary = train.train_and_evaluate(config, str(tmp_path / "finetuned"))
     encoder_tensors = 5 + 16 * 2
     assert f"Initialised {encoder_tensors} of" in capsys.readouterr().out

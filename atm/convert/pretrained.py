@@ -17,7 +17,6 @@ import os
 from typing import Any, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from atm.convert import hf
@@ -57,28 +56,35 @@ class Pretrained:
             ids[i, :len(r)], segments[i, :len(r)] = r, 1
         return {"input_ids": ids, "segment_ids": segments}
 
-    @property
-    def _functions(self):
-        if not hasattr(self, "_jitted"):
-            cfg = self.cfg
-            encoder = Encoder(cfg)
-            model = self.model
-            self._jitted = {
-                "hidden": jax.jit(lambda p, i, s: encoder.apply({"params": p["encoder"]}, i, s)),
+    def _jitted(self, name: str):
+        if not hasattr(self, "_functions"):
+            encoder, model = Encoder(self.cfg), self.model
+            self._functions = {
+                "encoder": jax.jit(lambda p, i, s: encoder.apply({"params": p["encoder"]}, i, s)),
                 "head": jax.jit(lambda p, i, s: model.apply({"params": p}, i, s)),
             }
-        return self._jitted
+        return self._functions[name]
+
+    def apply_encoder(self, input_ids_BxL: np.ndarray, segment_ids_BxL: np.ndarray) -> np.ndarray:
+        """Last-layer hidden states (B, L, D) for token ids; segment_ids 1 on tokens, 0 on padding."""
+        return np.asarray(self._jitted("encoder")(self.params, input_ids_BxL, segment_ids_BxL))
+
+    def apply_head(self, input_ids_BxL: np.ndarray, segment_ids_BxL: np.ndarray) -> np.ndarray:
+        """The head's outputs for token ids: MLM logits (B, L, V) or discriminator logits (B, L)."""
+        if self.head == "encoder":
+            raise ValueError("this checkpoint has no head (a headless encoder, e.g. BertModel)")
+        return np.asarray(self._jitted("head")(self.params, input_ids_BxL, segment_ids_BxL))
 
     def hidden_states(self, texts: Sequence[str]) -> np.ndarray:
         """Last-layer hidden states (B, L, D); rows past their length are padding."""
         batch = self.encode(texts)
-        return np.asarray(self._functions["hidden"](self.params, batch["input_ids"], batch["segment_ids"]))
+        return self.apply_encoder(batch["input_ids"], batch["segment_ids"])
 
     def _head_outputs(self, texts, head: str) -> np.ndarray:
         if self.head != head:
             raise ValueError(f"this checkpoint has a {self.head!r} head, not {head!r}")
         batch = self.encode(texts)
-        return np.asarray(self._functions["head"](self.params, batch["input_ids"], batch["segment_ids"]))
+        return self.apply_head(batch["input_ids"], batch["segment_ids"])
 
     def mlm_logits(self, texts: Sequence[str]) -> np.ndarray:
         """Masked-LM logits at every position (B, L, vocab_size)."""
@@ -92,9 +98,9 @@ class Pretrained:
         """Mean of the last hidden states over each row's non-pad tokens ([CLS]/[SEP] included, as
         sentence-transformers does with the attention mask): (B, D)."""
         batch = self.encode(texts)
-        h = self._functions["hidden"](self.params, batch["input_ids"], batch["segment_ids"])
-        mask = jnp.asarray(batch["segment_ids"] > 0, h.dtype)[:, :, None]
-        return np.asarray((h * mask).sum(1) / mask.sum(1))
+        h = self.apply_encoder(batch["input_ids"], batch["segment_ids"])
+        mask = (batch["segment_ids"] > 0).astype(h.dtype)[:, :, None]
+        return (h * mask).sum(1) / mask.sum(1)
 
 
 def from_pretrained(path: str, **overrides: Any) -> Pretrained:
