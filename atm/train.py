@@ -232,6 +232,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train `config` in `workdir`, resuming from its latest checkpoint. Returns the final summary."""
     atm_config.validate(config)
     workdir = os.path.abspath(workdir)
+    if os.path.exists(os.path.join(workdir, "hf_import.json")):  # its checkpoint holds params only: never resume it
+        raise ValueError(f"{workdir} is an imported checkpoint (python -m atm.convert import); train in a new "
+                         f"workdir with --config.init_from={workdir}")
     os.makedirs(workdir, exist_ok=True)
     mesh = sharding.make_mesh(config.mesh)  # a wrong mesh fails here, before any compile
     objective_cls = objectives.get(config.objective)

@@ -258,7 +258,10 @@ def test_cli_import_and_finetune_from_it(tmp_path_factory, tmp_path, capsys):
     assert "already holds checkpoints" in capsys.readouterr().err
 
     from atm import train
-    from helpers import apply_overrides
+    from helpers import apply_overrides, tiny_config
+
+    with pytest.raises(ValueError, match="is an imported checkpoint"):  # resuming it would start from scratch
+        train.train_and_evaluate(tiny_config(), str(tmp_path / "cli"))
     from test_finetune import write_bio_folder
     import configs.finetune.from_workdir as from_workdir
 
