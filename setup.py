@@ -19,6 +19,8 @@ CORE = [
     "clu==0.0.12",
     "tensorboard==2.21.0",
     "sentencepiece==0.2.3",
+    "tokenizers==0.23.3",  # Hugging Face WordPiece / byte-level BPE tokenizers of imported checkpoints
+    "safetensors==0.8.0",  # Hugging Face checkpoints read and written without torch
     "absl-py==2.5.1",
     "numpy==2.4.6",
 ]

@@ -225,15 +225,19 @@ def initialize_from(trainer: Trainer, state: TrainState, directory: str) -> Trai
 
 def inherit_vocab(config: ml_collections.ConfigDict):
     """A run started from `config.init_from` uses that run's vocabulary: its embedding rows are
-    those pieces. Without config.data.vocab it is taken over; a different one is an error."""
+    those pieces. Without config.data.vocab it is taken over (an atm run's vocab.model, an imported
+    checkpoint's tokenizer/ folder); a different SentencePiece model is an error."""
     if not config.init_from:
         return
-    inherited = os.path.join(os.path.abspath(config.init_from), "vocab.model")
-    if not os.path.exists(inherited):
+    source = os.path.abspath(config.init_from)
+    kept = [p for p in (os.path.join(source, "vocab.model"), os.path.join(source, "tokenizer")) if os.path.exists(p)]
+    if not kept:
         return  # a run from before vocabularies were kept in the run directory: config.data.vocab decides
+    inherited = kept[0]
     if not config.data.vocab:
         config.data.vocab = inherited
-    elif not filecmp.cmp(config.data.vocab, inherited, shallow=False):
+    elif os.path.isfile(inherited) and os.path.isfile(config.data.vocab) and not filecmp.cmp(
+            config.data.vocab, inherited, shallow=False):
         raise ValueError(f"config.data.vocab={config.data.vocab!r} is not the vocabulary of config.init_from="
                          f"{config.init_from!r} ({inherited}); its embeddings belong to that one")
 
@@ -248,6 +252,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Train `config` in `workdir`, resuming from its latest checkpoint. Returns the final summary."""
     atm_config.validate(config)
     workdir = os.path.abspath(workdir)
+    if os.path.exists(os.path.join(workdir, "hf_import.json")):  # its checkpoint holds params only: never resume it
+        raise ValueError(f"{workdir} is an imported checkpoint (python -m atm.convert import); train in a new "
+                         f"workdir with --config.init_from={workdir}")
     os.makedirs(workdir, exist_ok=True)
     mesh = sharding.make_mesh(config.mesh)  # a wrong mesh fails here, before any compile
     objective_cls = objectives.get(config.objective)

@@ -103,8 +103,8 @@ def _show(args) -> int:
     labels = tasks.label_inventory(spec.name, args.data_dir) if spec.labels else {}
     with tempfile.TemporaryDirectory() as directory:
         if args.vocab:
-            from atm.data.vocab import SentencePieceVocabulary
-            vocab = SentencePieceVocabulary(args.vocab)
+            from atm.data.vocab import load_vocabulary
+            vocab = load_vocabulary(args.vocab)  # an atm .model or a Hugging Face tokenizer directory
         else:
             vocab = _throwaway_vocab(spec.name, "train" if "train" in spec.splits else split, args.data_dir, directory)
             print(f"(tokenized with a throwaway {vocab.size}-piece vocabulary trained on this task's text; "

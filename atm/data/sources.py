@@ -25,7 +25,7 @@ from jax.experimental import multihost_utils
 
 from atm.data import spoken, synthetic
 from atm.data.pipeline import Batcher
-from atm.data.vocab import SentencePieceVocabulary, read_lines_by_language, train_sentencepiece
+from atm.data.vocab import SentencePieceVocabulary, load_vocabulary, read_lines_by_language, train_sentencepiece
 
 Texts = list[tuple[str, str]]  # (text, language)
 
@@ -152,12 +152,16 @@ def split_train_eval(texts: list[str], eval_fraction: float) -> tuple[list[str],
 
 
 def load_vocab(data_config, workdir: str, train_texts: list[str]):
-    """The run's vocabulary, always kept as WORKDIR/vocab.model so a run directory is self-contained
-    (fine-tuning and distillation from it find the vocabulary its embeddings were trained with):
-    a copy of `config.data.vocab` when given, else one trained on the run's training text."""
+    """The run's vocabulary. An atm SentencePiece model is kept as WORKDIR/vocab.model so a run
+    directory is self-contained (fine-tuning and distillation from it find the vocabulary its
+    embeddings were trained with): a copy of `config.data.vocab` when given, else one trained on
+    the run's training text. A Hugging Face tokenizer (atm/data/hf_vocab.py) is used where it is."""
+    if data_config.vocab:
+        given = load_vocabulary(data_config.vocab)  # a bad path fails here, naming it
+        if not isinstance(given, SentencePieceVocabulary):
+            return given
     prefix = os.path.join(workdir, "vocab")
     if jax.process_index() == 0 and data_config.vocab:
-        SentencePieceVocabulary(data_config.vocab)  # a bad file fails here, naming its path
         if not os.path.exists(prefix + ".model"):
             os.makedirs(workdir, exist_ok=True)
             shutil.copyfile(data_config.vocab, prefix + ".model")

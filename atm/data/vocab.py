@@ -99,6 +99,22 @@ class SentencePieceVocabulary:
         return np.array([self._sp.id_to_piece(i).startswith("\u2581") for i in range(self.size)])
 
 
+def load_vocabulary(path: str) -> Vocabulary:
+    """The vocabulary at `path` (config.data.vocab): an atm SentencePiece model (.model, ids 0..4 =
+    [PAD] [UNK] [CLS] [SEP] [MASK]) or a Hugging Face tokenizer — a directory (such as the `tokenizer/`
+    of an imported checkpoint) or one of its files (tokenizer.json, vocab.txt, vocab.json,
+    sentencepiece.bpe.model) — see atm/data/hf_vocab.py."""
+    from atm.data import hf_vocab
+
+    if os.path.isdir(path):
+        return hf_vocab.load_hf_tokenizer(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"vocabulary {path} does not exist (config.data.vocab)")
+    if os.path.basename(path) in hf_vocab.TOKENIZER_FILES:
+        return hf_vocab.load_hf_tokenizer(os.path.dirname(os.path.abspath(path)))
+    return SentencePieceVocabulary(path)
+
+
 def train_sentencepiece(lines: Iterable[str], vocab_size: int, out_prefix: str) -> SentencePieceVocabulary:
     """Train a unigram SentencePiece model with ids 0..4 = [PAD] [UNK] [CLS] [SEP] [MASK]."""
     os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)

@@ -43,6 +43,7 @@ class EncoderConfig:
     ffn_size: int = 3072
     max_positions: int = 512
     type_vocab_size: int = 2  # 0: no token-type embedding (RoBERTa uses 1)
+    embedding_size: int = 0  # 0: = hidden_size; else ELECTRA's factorised embeddings, projected to hidden_size
     position_offset: int = 0  # RoBERTa/XLM-R number positions from padding_idx + 1 = 2
     pre_layer_norm: bool = False  # False: BERT post-LN; True: pre-LN (ATM teachers)
     activation: str = "gelu"
@@ -81,6 +82,10 @@ class EncoderConfig:
         return self.hidden_size // self.num_heads
 
     @property
+    def embedding_dim(self) -> int:
+        return self.embedding_size or self.hidden_size
+
+    @property
     def compute_dtype(self):
         return DTYPES[self.dtype]
 
@@ -102,6 +107,7 @@ def _ones(names):
 
 
 def layer_norm(cfg: EncoderConfig, name: str) -> nn.LayerNorm:
+    """LayerNorm over the last axis, whatever its size (hidden_size, or embedding_size in ELECTRA)."""
     return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
                         scale_init=_ones(("embed",)), bias_init=_zeros(("embed",)), name=name)
 
@@ -209,15 +215,17 @@ class Embeddings(nn.Module):
     def setup(self):
         cfg = self.cfg
         embed = functools.partial(nn.Embed, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype)
-        self.word_embeddings = embed(cfg.vocab_size, cfg.hidden_size, embedding_init=_init(cfg, ("vocab", "embed")))
-        self.position_embeddings = embed(cfg.max_positions, cfg.hidden_size,
-                                         embedding_init=_init(cfg, ("positions", "embed")))
+        width = cfg.embedding_dim
+        self.word_embeddings = embed(cfg.vocab_size, width, embedding_init=_init(cfg, ("vocab", "embed")))
+        self.position_embeddings = embed(cfg.max_positions, width, embedding_init=_init(cfg, ("positions", "embed")))
         if cfg.type_vocab_size > 0:
-            self.token_type_embeddings = embed(cfg.type_vocab_size, cfg.hidden_size,
-                                               embedding_init=_init(cfg, ("types", "embed")))
+            self.token_type_embeddings = embed(cfg.type_vocab_size, width, embedding_init=_init(cfg, ("types", "embed")))
         if not cfg.pre_layer_norm:
             self.layer_norm = layer_norm(cfg, "layer_norm")
         self.dropout = nn.Dropout(cfg.hidden_dropout, deterministic=self.deterministic)
+        if width != cfg.hidden_size:  # ELECTRA: embeddings of width E, projected to the hidden size D
+            self.embeddings_project = nn.Dense(cfg.hidden_size, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
+                                               kernel_init=_init(cfg, (None, "embed")), bias_init=_zeros(("embed",)))
 
     def _lookup(self, table: nn.Embed, ids_BxL: Array) -> Array:
         # Gather the FSDP-sharded embed dimension before the lookup, as FSDP does for every weight,
@@ -233,7 +241,10 @@ class Embeddings(nn.Module):
                                  jnp.zeros_like(ids_BxL) if token_types_BxL is None else token_types_BxL)
         if not self.cfg.pre_layer_norm:
             x = self.layer_norm(x)
-        return nn.with_logical_constraint(self.dropout(x), ("act_batch", "act_length", "act_embed"))
+        x = self.dropout(x)
+        if self.cfg.embedding_dim != self.cfg.hidden_size:
+            x = self.embeddings_project(x)
+        return nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
 
     def attend(self, x_BxMxD: Array) -> Array:
         """Logits against the (tied) word-embedding table."""
@@ -285,13 +296,15 @@ def gather_positions(x_BxLxD: Array, positions_BxM: Array) -> Array:
 
 
 class MLMHead(nn.Module):
-    """BERT/RoBERTa LM head: dense → activation → LN → vocabulary projection (tied or not) + bias."""
+    """BERT/RoBERTa LM head: dense → activation → LN → vocabulary projection (tied or not) + bias.
+
+    The dense maps to the embedding width (ELECTRA's generator: hidden_size → embedding_size)."""
     cfg: EncoderConfig
 
     @nn.compact
     def __call__(self, h_BxMxD: Array, attend: Callable[[Array], Array]) -> Array:
         cfg = self.cfg
-        h = nn.Dense(cfg.hidden_size, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
+        h = nn.Dense(cfg.embedding_dim, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
                      kernel_init=_init(cfg, ("embed", "mlp")), bias_init=_zeros(("mlp",)), name="transform")(h_BxMxD)
         h = layer_norm(cfg, "layer_norm")(ACTIVATIONS[cfg.activation](h))
         if cfg.tie_embeddings:
