@@ -97,9 +97,9 @@ def encoder_config(saved: dict, **overrides: Any) -> EncoderConfig:
 
 
 def vocabulary_path(workdir: str, saved: dict) -> str | None:
-    """The vocabulary a workdir's model was trained or imported with."""
-    for candidate in (os.path.join(workdir, TOKENIZER_DIR), saved.get("data", {}).get("vocab") or "",
-                      os.path.join(workdir, "vocab.model")):
+    """The vocabulary a workdir's model was trained or imported with (the run's own copy first)."""
+    for candidate in (os.path.join(workdir, TOKENIZER_DIR), os.path.join(workdir, "vocab.model"),
+                      saved.get("data", {}).get("vocab") or ""):
         if candidate and os.path.exists(candidate):
             return candidate
     return None
