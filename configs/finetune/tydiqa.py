@@ -23,9 +23,9 @@ def get_config(init_from: str = ""):
     c.model.update(vocab_size=8000, max_positions=128, hidden_dropout=0.1)
     c.finetune.update(task="tydiqa_goldp_en", eval_split="validation", doc_stride=64, max_query_tokens=32)
     c.data.update(vocab_size=8000, seq_len=128)
-    c.train.update(steps=2000, batch_size=32, log_every=100, eval_every=1000, eval_batches=-1)
-    c.optimizer.update(learning_rate=5e-4, warmup_steps=200)
-    c.checkpoint.every = 1000
+    c.train.update(steps=1200, batch_size=32, log_every=100, eval_every=600, eval_batches=-1)
+    c.optimizer.update(learning_rate=5e-4, warmup_steps=120)
+    c.checkpoint.every = 600
     if init_from:
         c = config_from_workdir(c, init_from)
     return c

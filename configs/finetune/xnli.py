@@ -25,9 +25,9 @@ def get_config(init_from: str = ""):
     c.model.update(vocab_size=8000, max_positions=128, hidden_dropout=0.1)
     c.finetune.update(task="xnli_en", eval_split="validation")
     c.data.update(vocab_size=8000, seq_len=128)
-    c.train.update(steps=1500, batch_size=32, log_every=100, eval_every=500, eval_batches=-1)
-    c.optimizer.update(learning_rate=5e-4, warmup_steps=150)
-    c.checkpoint.every = 500
+    c.train.update(steps=600, batch_size=32, log_every=100, eval_every=300, eval_batches=-1)
+    c.optimizer.update(learning_rate=5e-4, warmup_steps=60)
+    c.checkpoint.every = 300
     if init_from:
         c = config_from_workdir(c, init_from)
     return c
