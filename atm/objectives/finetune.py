@@ -161,4 +161,5 @@ class FineTune(Objective):
         return report
 
     def flops_per_token(self):
-        return encoder_flops_per_token(self.model_cfg, self.seq_len, 0.0)
+        sequence_only = all(kind == "sequence" for _, kind, _ in self.heads)  # S = [CLS] (heads.query_positions)
+        return encoder_flops_per_token(self.model_cfg, self.seq_len, 0.0, 1 if sequence_only else None)
