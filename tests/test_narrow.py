@@ -78,10 +78,11 @@ def test_narrow_layer_with_every_position_equals_full_layer(pre_ln):
     np.testing.assert_allclose(gathered, want, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("arrangement", ["1sf:1sf", "2s:2f", "1s1f1s:1f"])
-def test_query_set_rows_equal_the_all_positions_model(arrangement):
+@pytest.mark.parametrize("arrangement, remat", [("1sf:1sf", "none"), ("2s:2f", "none"), ("1s1f1s:1f", "none"),
+                                               ("2s:2f", "full")])
+def test_query_set_rows_equal_the_all_positions_model(arrangement, remat):
     """Each query row depends only on H and itself: running S alone gives the S rows of the S = all model."""
-    cfg = dataclasses.replace(BASE, arrangement=arrangement)
+    cfg = dataclasses.replace(BASE, arrangement=arrangement, remat_policy=remat)
     params = _params(cfg)
     _, _, queries = _inputs()
     everywhere = _encode(cfg, params)
@@ -200,3 +201,28 @@ def test_flops_count_the_query_set():
     narrow_cfg = dataclasses.replace(cfg, arrangement="2sf:10sf")
     assert encoder_flops_per_token(narrow_cfg, n, 77 / n, None) == pytest.approx(bert)  # S = every position
     assert 2.0 < bert / encoder_flops_per_token(narrow_cfg, n, 77 / n, 77) < 2.6
+
+
+def test_reproduce_configs_validate_and_table_and_plot_are_written(tmp_path):
+    """reproduce/narrowbert.py: its run configs pass validation; the table and PNG come from per-seed figures."""
+    from atm import config as atm_config
+    from reproduce import narrowbert as script
+
+    scale = script.SCALES["small"]
+    pre = script.pretrain_config(scale, "1sf:3sf", 0, "v.model")
+    atm_config.validate(pre)
+    ft = script.finetune_config(scale, pre.model.to_dict(), "massive_en_us", 0, "v.model", "pre")
+    atm_config.validate(ft)
+    assert ft.model.arrangement == "1sf:3sf" and ft.finetune.sequence_heads_only
+    runs = [{"seed": s, "arrangement": a, "pretrain": {"eval_accuracy": 0.3 + 0.01 * s},
+             "sst2": {"eval_accuracy": acc + 0.02 * s}, "massive_intents": {"eval_accuracy": acc / 2}}
+            for s in range(3) for a, acc in (("bert", 0.8), ("1sf:3sf", 0.7))]
+    results = {"scale": "small", "scale_settings": scale, "seeds": 3, "runs": runs,
+               "speed": [{"arrangement": "1sf:3sf", "speedup_train": 1.9, "speedup_infer": 3.1,
+                          "flops_ratio_train": 2.2, "flops_ratio_infer": 3.6}]}
+    script.write_table(results, str(tmp_path / "table.md"))
+    table = (tmp_path / "table.md").read_text()
+    assert "| bert | 31.0 ± 1.0 | 82.0 ± 2.0 | 40.0 ± 0.0 | 1.00× | 1.00× | 1.00× / 1.00× |" in table
+    assert "| 1sf:3sf | 31.0 ± 1.0 | 72.0 ± 2.0 | 35.0 ± 0.0 | 1.90× | 3.10× | 2.20× / 3.60× |" in table
+    script.plot(results, str(tmp_path / "narrowbert.png"))
+    assert (tmp_path / "narrowbert.png").stat().st_size > 10_000

@@ -216,8 +216,10 @@ def layer_class(cfg: EncoderConfig):
     """EncoderLayer wrapped in remat when a policy is configured."""
     if cfg.remat_policy == "none":
         return EncoderLayer
-    return nn.remat(EncoderLayer, policy=REMAT_POLICIES[cfg.remat_policy], prevent_cse=not cfg.scan_layers,
-                    static_argnums=(4,))  # `sublayers` (self is argument 0)
+    if cfg.scan_layers:
+        return nn.remat(EncoderLayer, policy=REMAT_POLICIES[cfg.remat_policy], prevent_cse=False)
+    # Unscanned layers are always called with all four arguments; `sublayers` (self is 0) is static.
+    return nn.remat(EncoderLayer, policy=REMAT_POLICIES[cfg.remat_policy], prevent_cse=True, static_argnums=(4,))
 
 
 class Embeddings(nn.Module):
@@ -295,7 +297,7 @@ class Encoder(nn.Module):
                 x, _ = self.layers(x, mask, None)
             else:
                 for layer in self.layers:
-                    x, _ = layer(x, mask)
+                    x, _ = layer(x, mask, None, "sf")
             if query_positions_BxM is not None:
                 x = gather_positions(x, query_positions_BxM)
         if self.cfg.pre_layer_norm:

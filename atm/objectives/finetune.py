@@ -53,6 +53,8 @@ class FineTune(Objective):
             "bio_folder": "",  # intent + slots from any folder in the ATIS/SNIPS BIO layout (overrides task)
             "eval_split": "validation",
             "token_loss_weight": 1.0,  # weight of the slot/tag loss next to the sequence loss
+            # Keep only the [CLS] heads (MASSIVE intents alone): NarrowBERT then runs on S = [CLS] only.
+            "sequence_heads_only": False,
             # Tasks with a single labelled split (XNLI dev here) are split by labelled.in_holdout:
             # "train" is the rest, "validation"/"test" the held-out share.
             "holdout_fraction": 0.2,
@@ -87,6 +89,11 @@ class FineTune(Objective):
         self.kind = train_data.split.kind
         self.label_names = train_data.split.label_names
         self.heads = heads_for(self.kind, self.label_names)
+        if config.finetune.sequence_heads_only:
+            self.heads = tuple(head for head in self.heads if head[1] == "sequence")
+            if not self.heads:
+                raise ValueError(f"config.finetune.sequence_heads_only=True, but task {config.finetune.task!r} "
+                                 f"({self.kind}) has no sequence head")
         self.train_model = EncoderWithHeads(self.model_cfg, self.heads, deterministic=False)
         self.eval_model = EncoderWithHeads(self.model_cfg, self.heads, deterministic=True)
 
