@@ -29,9 +29,13 @@ sys.path.insert(0, ROOT)
 
 SCALES = {
     # Minutes on 2 CPU cores: the committed results/narrowbert/.
-    "small": dict(model=dict(num_layers=4, hidden_size=128, num_heads=4, ffn_size=512), vocab_size=8000,
-                  seq_len=64, batch_size=32, rows=20000, pretrain_steps=200, finetune_steps=120,
-                  finetune_seq_len=48, arrangements="1sf:3sf,2sf:2sf", bench_steps=5),
+    "small": dict(model=dict(num_layers=4, hidden_size=64, num_heads=4, ffn_size=256), vocab_size=8000,
+                  seq_len=64, batch_size=32, rows=20000, pretrain_steps=150, finetune_steps=100,
+                  finetune_seq_len=48, arrangements="1sf:3sf", bench_steps=5),
+    # The same with more steps and arrangements (an hour or more on 2 shared CPU cores).
+    "medium": dict(model=dict(num_layers=4, hidden_size=128, num_heads=4, ffn_size=512), vocab_size=8000,
+                   seq_len=64, batch_size=32, rows=20000, pretrain_steps=1000, finetune_steps=400,
+                   finetune_seq_len=48, arrangements="1sf:3sf,2sf:2sf,4s:4f", bench_steps=10),
     # The pipeline end to end in a few minutes (tests/test_narrow.py runs it with one seed).
     "smoke": dict(model=dict(num_layers=2, hidden_size=32, num_heads=2, ffn_size=64), vocab_size=2000,
                   seq_len=32, batch_size=8, rows=600, pretrain_steps=3, finetune_steps=3, finetune_seq_len=24,
