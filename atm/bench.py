@@ -2,6 +2,7 @@
 
     python -m atm.bench --config=configs/bench/bert_small.py --mode=train|infer [--peer=hf]
         [--steps=20] [--warmup=3] [--hf_head=full|masked] [--config.train.batch_size=64 ...]
+    python -m atm.bench --config=configs/bench/narrowbert.py[:base] [--steps=10]     (NarrowBERT vs BERT)
 
 train  times `Trainer.train_step` exactly as `atm.train` builds it (dynamic masking, forward, backward,
        clipping, AdamW), on random token ids with a stand-in vocabulary, so no
@@ -19,12 +20,21 @@ same (masked) batch in the same process, its steps interleaved with atm's so bot
 background load (the 2-core dev machine is shared): train = forward with labels + backward + grad clipping +
 torch.optim.AdamW step; infer = a `torch.no_grad()` forward. torch uses os.cpu_count() threads (CUDA
 when torch has it). The line then holds {"atm": {...}, "hf": {...}, "speedup_vs_hf": ...}.
+
+NarrowBERT: a config with a `bench.arrangements` section (configs/bench/narrowbert.py) times, in one run
+and on the same batches, atm BERT (config.model.arrangement="", MLM head at the masked slots only) and
+each listed arrangement: training steps (`Trainer.train_step`, the masks of a step identical for all)
+and [CLS]-only sequence-classification inference (`EncoderWithHeads` with one sequence head: BERT runs
+every layer over all tokens and reads [CLS]; NarrowBERT runs its narrow layers on [CLS] alone). Steps
+are interleaved across models. One JSON line per arrangement, with `speedup_train` and `speedup_infer`
+(BERT's median step time over the arrangement's) and the analytic FLOP ratios beside them.
 Plain `BertForMaskedLM` computes vocabulary logits at EVERY position while atm computes the MLM head
 only at the masked slots; `--hf_head=masked` runs HF's encoder and its `cls` head on the gathered
 masked positions instead — the like-for-like comparison of the two implementations.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -314,6 +324,78 @@ def benchmark(config, mode: str = "train", steps: int = 10, warmup: int = 2, pee
             "note": HF_HEAD_NOTE[hf_head] + "; atm and hf steps are timed interleaved"}
 
 
+def split_bench_section(config) -> tuple[Any, dict]:
+    """(the run config without its `bench` section, that section as a dict): atm.bench's own settings
+    are not part of the training config tree that `atm.config.validate` checks."""
+    import ml_collections
+
+    tree = config.to_dict()
+    bench = tree.pop("bench", {})
+    return ml_collections.ConfigDict(tree), bench
+
+
+def classify_runner(config) -> Runner:
+    """[CLS]-only sequence classification (one sequence head, 2 classes): a jitted deterministic forward."""
+    import flax.linen as nn
+    import jax.numpy as jnp
+
+    from atm.models.heads import EncoderWithHeads
+    from atm.objectives.mlm import encoder_flops_per_token
+
+    atm_config.validate(config)
+    cfg = atm_config.model_config(config)
+    model = EncoderWithHeads(cfg, (("label", "sequence", 2),))
+    batch_size, seq_len = config.train.batch_size, config.data.seq_len
+    host = random_batch(BenchVocabulary(size=cfg.vocab_size), batch_size, seq_len, config.seed)
+    batch = {k: jnp.asarray(v) for k, v in host.items()}
+    params = jax.jit(lambda r: nn.unbox(model.init(r, batch["input_ids"], batch["segment_ids"],
+                                                   batch["positions"]))["params"])(jax.random.key(config.seed))
+    forward = jax.jit(lambda p, b: model.apply({"params": p}, b["input_ids"], b["segment_ids"], b["positions"]))
+    n_params = sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
+    flops_per_token = encoder_flops_per_token(cfg, seq_len, 0.0, 1) / 3.0  # forward; S = [CLS]
+    device = jax.devices()[0]
+
+    def record(timing):
+        return _record("infer", batch_size, seq_len, timing, n_params, flops_per_token,
+                       atm_metrics.device_peak_flops(device), 1, f"{device.device_kind} x1",
+                       arrangement=cfg.arrangement or "bert", task="[CLS] sequence classification")
+
+    return Runner(cfg.arrangement or "bert", lambda: forward(params, batch), jax.block_until_ready, record)
+
+
+def compare_arrangements(config, steps: int = 10, warmup: int = 2) -> list[dict]:
+    """BERT and each of `config.bench.arrangements`, training and [CLS] inference, interleaved on the
+    same batches. One record per arrangement."""
+    base, bench = split_bench_section(config)
+    arrangements = [a.strip() for a in str(bench.get("arrangements", "")).split(",") if a.strip()]
+    if not arrangements:
+        raise ValueError("config.bench.arrangements is empty: list NarrowBERT arrangements, e.g. '1sf:3sf,4s:4f'")
+    variants = []
+    for arrangement in [""] + arrangements:
+        variant = copy.deepcopy(base)
+        variant.model.arrangement = arrangement
+        atm_config.model_config(variant)  # a bad arrangement fails here, before any compile
+        variants.append(variant)
+    results = {}
+    for mode in MODES:
+        runners = [atm_runner(v, "train")[0] if mode == "train" else classify_runner(v) for v in variants]
+        timings = time_runners(runners, steps, warmup)
+        results[mode] = [runner.record(t) for runner, t in zip(runners, timings)]
+        del runners
+    lines = []
+    for i, arrangement in enumerate(arrangements, start=1):
+        line = {"arrangement": arrangement, "baseline": "atm BERT (MLM head at the masked slots only)",
+                "batch": base.train.batch_size, "seq_len": base.data.seq_len}
+        for mode, short in (("train", "train"), ("infer", "infer")):
+            bert, narrow = results[mode][0], results[mode][i]
+            line[f"speedup_{short}"] = round(bert["step_s"] / narrow["step_s"], 3)
+            line[f"speedup_{short}_best_step"] = round(bert["step_s_min"] / narrow["step_s_min"], 3)
+            line[f"flops_ratio_{short}"] = round(bert["flops_per_token"] / narrow["flops_per_token"], 3)
+            line[mode] = {"narrow": narrow, "bert": bert}
+        lines.append(line)
+    return lines
+
+
 def _define_flags():
     """Flags are defined only when run as a program, so importing atm.bench next to atm.main is safe."""
     from absl import flags
@@ -338,11 +420,15 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     f = flags.FLAGS
     try:
-        result = benchmark(f.config, f.mode, f.steps, f.warmup, f.peer, f.hf_head)
+        if "bench" in f.config:  # NarrowBERT comparison: both modes, one line per arrangement
+            results = compare_arrangements(f.config, f.steps, f.warmup)
+        else:
+            results = [benchmark(f.config, f.mode, f.steps, f.warmup, f.peer, f.hf_head)]
     except ValueError as e:
         print(f"atm.bench: error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
-    print(json.dumps(result), flush=True)
+    for result in results:
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ class EncoderConfig:
     scan_layers: bool = False
     remat_policy: str = "none"
     initializer_range: float = 0.02
+    # NarrowBERT layer arrangement, e.g. "2sf:10sf" or ContextFirst "12s:12f" (atm/models/narrow.py);
+    # "" keeps all layers full. Narrow layers reuse the full layers' parameters.
+    arrangement: str = ""
 
     def __post_init__(self):
         checks = {
@@ -76,6 +79,9 @@ class EncoderConfig:
             raise ValueError(
                 f"config.model.attention_dropout={self.attention_dropout} needs attention_impl='einsum' "
                 f"(jax.nn.dot_product_attention has no dropout); got {self.attention_impl!r}")
+        if self.arrangement:
+            from atm.models import narrow  # imported here: narrow builds on this module
+            narrow.check_arrangement(self)
 
     @property
     def head_size(self) -> int:
@@ -112,13 +118,15 @@ def layer_norm(cfg: EncoderConfig, name: str) -> nn.LayerNorm:
                         scale_init=_ones(("embed",)), bias_init=_zeros(("embed",)), name=name)
 
 
-def attention_mask_from_segments(segment_ids_BxL: Array) -> Array:
-    """Boolean (B, 1, L, L): a query sees keys of its own segment; 0 marks padding.
+def attention_mask_from_segments(segment_ids_BxL: Array, query_segment_ids_BxM: Array | None = None) -> Array:
+    """Boolean (B, 1, M, L): a query sees keys of its own segment; 0 marks padding.
 
     With one example per row this is the usual padding mask; with packed rows it
-    is block-diagonal, so packed examples never see each other.
+    is block-diagonal, so packed examples never see each other. Queries default to
+    every position (M = L); NarrowBERT's narrow layers pass the segments of their query set.
     """
-    same = segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :]
+    queries_BxM = segment_ids_BxL if query_segment_ids_BxM is None else query_segment_ids_BxM
+    same = queries_BxM[:, :, None] == segment_ids_BxL[:, None, :]
     return (same & (segment_ids_BxL[:, None, :] > 0))[:, None, :, :]
 
 
@@ -180,24 +188,33 @@ class FeedForward(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """One transformer layer, post-LN (BERT) or pre-LN. Returns (x, None) so it can be scanned."""
+    """One transformer layer, post-LN (BERT) or pre-LN. Returns (x, None) so it can be scanned.
+
+    `sublayers` "s" runs only the attention block (with its residual and LN), "f" only the
+    feed-forward block: NarrowBERT's ContextFirst arrangement calls them apart.
+    """
     cfg: EncoderConfig
     deterministic: bool
 
     @nn.compact
-    def __call__(self, x_BxLxD: Array, mask: Array, kv_BxSxD: Array | None = None):
+    def __call__(self, x_BxLxD: Array, mask: Array, kv_BxSxD: Array | None = None, sublayers: str = "sf"):
         cfg = self.cfg
         drop = nn.Dropout(cfg.hidden_dropout, deterministic=self.deterministic)
-        attention = SelfAttention(cfg, self.deterministic, name="attention")
-        ffn = FeedForward(cfg, name="ffn")
-        if cfg.pre_layer_norm:
-            attention_ln = layer_norm(cfg, "attention_layer_norm")
-            kv = None if kv_BxSxD is None else attention_ln(kv_BxSxD)
-            x = x_BxLxD + drop(attention(attention_ln(x_BxLxD), mask, kv))
-            x = x + drop(ffn(layer_norm(cfg, "ffn_layer_norm")(x)))
-        else:
-            x = layer_norm(cfg, "attention_layer_norm")(x_BxLxD + drop(attention(x_BxLxD, mask, kv_BxSxD)))
-            x = layer_norm(cfg, "ffn_layer_norm")(x + drop(ffn(x)))
+        x = x_BxLxD
+        if "s" in sublayers:
+            attention = SelfAttention(cfg, self.deterministic, name="attention")
+            if cfg.pre_layer_norm:
+                attention_ln = layer_norm(cfg, "attention_layer_norm")
+                kv = None if kv_BxSxD is None else attention_ln(kv_BxSxD)
+                x = x + drop(attention(attention_ln(x), mask, kv))
+            else:
+                x = layer_norm(cfg, "attention_layer_norm")(x + drop(attention(x, mask, kv_BxSxD)))
+        if "f" in sublayers:
+            ffn = FeedForward(cfg, name="ffn")
+            if cfg.pre_layer_norm:
+                x = x + drop(ffn(layer_norm(cfg, "ffn_layer_norm")(x)))
+            else:
+                x = layer_norm(cfg, "ffn_layer_norm")(x + drop(ffn(x)))
         return nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed")), None
 
 
@@ -205,7 +222,10 @@ def layer_class(cfg: EncoderConfig):
     """EncoderLayer wrapped in remat when a policy is configured."""
     if cfg.remat_policy == "none":
         return EncoderLayer
-    return nn.remat(EncoderLayer, policy=REMAT_POLICIES[cfg.remat_policy], prevent_cse=not cfg.scan_layers)
+    if cfg.scan_layers:
+        return nn.remat(EncoderLayer, policy=REMAT_POLICIES[cfg.remat_policy], prevent_cse=False)
+    # Unscanned layers are always called with all four arguments; `sublayers` (self is 0) is static.
+    return nn.remat(EncoderLayer, policy=REMAT_POLICIES[cfg.remat_policy], prevent_cse=True, static_argnums=(4,))
 
 
 class Embeddings(nn.Module):
@@ -271,18 +291,26 @@ class Encoder(nn.Module):
             self.final_layer_norm = layer_norm(cfg, "final_layer_norm")
 
     def __call__(self, ids_BxL: Array, segment_ids_BxL: Array | None = None, positions_BxL: Array | None = None,
-                 token_types_BxL: Array | None = None) -> Array:
+                 token_types_BxL: Array | None = None, query_positions_BxM: Array | None = None) -> Array:
+        """Hidden states (B, L, D), or (B, M, D) at `query_positions_BxM` (NarrowBERT's query set S:
+        with narrow layers in `cfg.arrangement` only S runs through them; otherwise a gather at the end)."""
         if segment_ids_BxL is None:
             segment_ids_BxL = jnp.ones_like(ids_BxL)
         if positions_BxL is None:
             positions_BxL = jnp.broadcast_to(jnp.arange(ids_BxL.shape[1]), ids_BxL.shape)
         x = self.embeddings(ids_BxL, positions_BxL, token_types_BxL)
-        mask = attention_mask_from_segments(segment_ids_BxL)
-        if self.cfg.scan_layers:
-            x, _ = self.layers(x, mask, None)
+        if self.cfg.arrangement:
+            from atm.models import narrow
+            x = narrow.run_arrangement(self.cfg, self.layers, x, segment_ids_BxL, query_positions_BxM)
         else:
-            for layer in self.layers:
-                x, _ = layer(x, mask)
+            mask = attention_mask_from_segments(segment_ids_BxL)
+            if self.cfg.scan_layers:
+                x, _ = self.layers(x, mask, None)
+            else:
+                for layer in self.layers:
+                    x, _ = layer(x, mask, None, "sf")
+            if query_positions_BxM is not None:
+                x = gather_positions(x, query_positions_BxM)
         if self.cfg.pre_layer_norm:
             x = self.final_layer_norm(x)
         return x
@@ -318,7 +346,9 @@ class MLMHead(nn.Module):
 
 
 class EncoderForMLM(nn.Module):
-    """Encoder + MLM head evaluated only at `masked_positions_BxM` (all positions when None)."""
+    """Encoder + MLM head evaluated only at `masked_positions_BxM` (all positions when None).
+
+    The masked positions are the encoder's query set: NarrowBERT's narrow layers run only on them."""
     cfg: EncoderConfig
     deterministic: bool = True
 
@@ -328,9 +358,7 @@ class EncoderForMLM(nn.Module):
 
     def __call__(self, ids_BxL: Array, segment_ids_BxL: Array | None = None, positions_BxL: Array | None = None,
                  token_types_BxL: Array | None = None, masked_positions_BxM: Array | None = None) -> Array:
-        h = self.encoder(ids_BxL, segment_ids_BxL, positions_BxL, token_types_BxL)
-        if masked_positions_BxM is not None:
-            h = gather_positions(h, masked_positions_BxM)
+        h = self.encoder(ids_BxL, segment_ids_BxL, positions_BxL, token_types_BxL, masked_positions_BxM)
         return self.mlm_head(h, self.encoder.attend)
 
 

@@ -5,8 +5,11 @@
   token     every position → dropout → classes                           (slots, NER)
   span      every position → 2 logits: answer start and end               (extractive QA)
 Each head returns its own logits, so task-level distillation can read a teacher's logits per
-head and multi-task training can attach several heads to one encoder. `query_positions`
-(NarrowBERT: only [CLS] or labelled tokens go through the last layers) will plug in here.
+head and multi-task training can attach several heads to one encoder.
+
+NarrowBERT (`config.model.arrangement`, atm/models/narrow.py): when every head reads only [CLS],
+[CLS] is the query set S and only it runs through the narrow layers; with a token or span head S is
+every position (the narrow layers still take keys and values from the last full layer, with no speed-up).
 """
 from __future__ import annotations
 
@@ -60,6 +63,14 @@ class SpanHead(nn.Module):
         return classifier(self.cfg, self.num_classes, "embed")(h_BxLxD)
 
 
+def query_positions(heads: tuple[tuple[str, str, int], ...], ids_BxL: jax.Array) -> jax.Array | None:
+    """The encoder's query set for these heads: [CLS] (position 0) when all are sequence heads, else
+    None (every position)."""
+    if all(kind == "sequence" for _, kind, _ in heads):
+        return jax.numpy.zeros((ids_BxL.shape[0], 1), jax.numpy.int32)
+    return None
+
+
 class EncoderWithHeads(nn.Module):
     """heads: ((name, kind, num_classes), ...). Returns {name: logits}."""
     cfg: EncoderConfig
@@ -69,6 +80,6 @@ class EncoderWithHeads(nn.Module):
     @nn.compact
     def __call__(self, ids_BxL, segment_ids_BxL=None, positions_BxL=None, token_types_BxL=None):
         h = Encoder(self.cfg, self.deterministic, name="encoder")(ids_BxL, segment_ids_BxL, positions_BxL,
-                                                                  token_types_BxL)
+                                                                  token_types_BxL, query_positions(self.heads, ids_BxL))
         classes = {"sequence": SequenceHead, "token": TokenHead, "span": SpanHead}
         return {name: classes[kind](self.cfg, n, self.deterministic, name=name)(h) for name, kind, n in self.heads}

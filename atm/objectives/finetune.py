@@ -58,6 +58,8 @@ class FineTune(Objective):
             "bio_folder": "",  # intent + slots from any folder in the ATIS/SNIPS BIO layout (overrides task)
             "eval_split": "validation",
             "token_loss_weight": 1.0,  # weight of the slot/tag loss next to the sequence loss
+            # Keep only the [CLS] heads (MASSIVE intents alone): NarrowBERT then runs on S = [CLS] only.
+            "sequence_heads_only": False,
             # Tasks with a single labelled split (XNLI dev here) are split by labelled.in_holdout:
             # "train" is the rest, "validation"/"test" the held-out share.
             "holdout_fraction": 0.2,
@@ -99,6 +101,11 @@ class FineTune(Objective):
         self.kind = train_data.split.kind
         self.label_names = train_data.split.label_names
         self.heads = heads_for(self.kind, self.label_names)
+        if config.finetune.sequence_heads_only:
+            self.heads = tuple(head for head in self.heads if head[1] == "sequence")
+            if not self.heads:
+                raise ValueError(f"config.finetune.sequence_heads_only=True, but task {config.finetune.task!r} "
+                                 f"({self.kind}) has no sequence head")
         self.train_model = EncoderWithHeads(self.model_cfg, self.heads, deterministic=False)
         self.eval_model = EncoderWithHeads(self.model_cfg, self.heads, deterministic=True)
 
@@ -208,4 +215,5 @@ class FineTune(Objective):
         return {"exact_match": scores["exact"] / 100, "f1": scores["f1"] / 100}
 
     def flops_per_token(self):
-        return encoder_flops_per_token(self.model_cfg, self.seq_len, 0.0)
+        sequence_only = all(kind == "sequence" for _, kind, _ in self.heads)  # S = [CLS] (heads.query_positions)
+        return encoder_flops_per_token(self.model_cfg, self.seq_len, 0.0, 1 if sequence_only else None)

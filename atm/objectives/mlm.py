@@ -71,12 +71,17 @@ def masked_lm_sums(logits_BxMxV: jax.Array, targets_BxM: jax.Array, weights_BxM:
     return (nll * weights_BxM).sum(), {"weight": weights_BxM.sum(), "accuracy": (correct * weights_BxM).sum()}
 
 
-def encoder_flops_per_token(cfg, seq_len: int, predictions_per_token: float) -> float:
-    """Training FLOPs per token (6× matmul params + attention), MLM head only on predicted slots."""
-    d, f, L = cfg.hidden_size, cfg.ffn_size, cfg.num_layers
-    layer_matmul_params = 4 * d * d + 2 * d * f
-    attention = 2 * 2 * seq_len * d  # QKᵀ and PV per token per layer, forward multiply-adds ×2
-    forward = L * (2 * layer_matmul_params + attention) + predictions_per_token * 2 * (d * d + d * cfg.vocab_size)
+def encoder_flops_per_token(cfg, seq_len: int, predictions_per_token: float,
+                            queries_per_sequence: float | None = None) -> float:
+    """Training FLOPs per token (6× matmul params + attention), MLM head only on predicted slots.
+
+    `queries_per_sequence`: the size of NarrowBERT's query set S (the narrow layers of
+    `cfg.arrangement` run only on it); None: every position."""
+    from atm.models import narrow
+
+    d = cfg.hidden_size
+    layers = narrow.stack_forward_flops(cfg, seq_len, queries_per_sequence) / seq_len
+    forward = layers + predictions_per_token * 2 * (d * d + d * cfg.vocab_size)
     return 3.0 * forward
 
 
@@ -132,4 +137,4 @@ class MaskedLM(Objective):
         return masked_lm_sums(logits, batch["masked_targets"], batch["masked_weights"])
 
     def flops_per_token(self):
-        return encoder_flops_per_token(self.model_cfg, self.seq_len, self.num_slots / self.seq_len)
+        return encoder_flops_per_token(self.model_cfg, self.seq_len, self.num_slots / self.seq_len, self.num_slots)

@@ -1,0 +1,271 @@
+"""NarrowBERT in miniature: BERT vs NarrowBERT arrangements, same pretraining, then SST-2 and MASSIVE intents.
+
+    python reproduce/narrowbert.py [--scale=small] [--seeds=3] [--out=results/narrowbert]
+    python reproduce/narrowbert.py --scale=smoke --seeds=1 --out=/tmp/nb   # seconds-to-minutes check
+
+For each seed and each arrangement (BERT = "" plus `SCALES[scale]["arrangements"]`):
+  1. MLM pretraining on the ATM stage-1 corpus (configs/atm_stage1_public.py: WikiANN text, TyDi QA
+     contexts, XNLI premises, 70% spoken form, whole-word masking; `rows` rows sampled), the same
+     number of steps, batches and masks for every arrangement. The SentencePiece vocabulary is trained
+     once, on the first run's training text, and shared by every run.
+  2. Fine-tuning from that checkpoint (`config.init_from`), in the same arrangement, on SST-2 and on
+     MASSIVE en-US intents alone (`finetune.sequence_heads_only`: S = [CLS] for NarrowBERT), scored on
+     the validation split.
+Throughput ratios come from `atm.bench.compare_arrangements` at the pretraining shape (BERT and each
+arrangement interleaved on the same batches: pretraining steps and [CLS] inference), as the runs
+themselves are timed one after another on a shared machine.
+Writes `table.md`, `results.json` and `narrowbert.png` into --out. Runs live in --workdir; a run
+that finished (its `summary.json` exists) is not redone.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+SCALES = {
+    # Minutes on 2 CPU cores: the committed results/narrowbert/.
+    "small": dict(model=dict(num_layers=4, hidden_size=64, num_heads=4, ffn_size=256), vocab_size=8000,
+                  seq_len=64, batch_size=32, rows=20000, pretrain_steps=150, finetune_steps=100,
+                  finetune_seq_len=48, arrangements="1sf:3sf", bench_steps=5),
+    # The same with more steps and arrangements (an hour or more on 2 shared CPU cores).
+    "medium": dict(model=dict(num_layers=4, hidden_size=128, num_heads=4, ffn_size=512), vocab_size=8000,
+                   seq_len=64, batch_size=32, rows=20000, pretrain_steps=1000, finetune_steps=400,
+                   finetune_seq_len=48, arrangements="1sf:3sf,2sf:2sf,4s:4f", bench_steps=10),
+    # The pipeline end to end in a few minutes (tests/test_narrow.py runs it with one seed).
+    "smoke": dict(model=dict(num_layers=2, hidden_size=32, num_heads=2, ffn_size=64), vocab_size=2000,
+                  seq_len=32, batch_size=8, rows=600, pretrain_steps=3, finetune_steps=3, finetune_seq_len=24,
+                  arrangements="1sf:1sf", bench_steps=1, finetune_eval_batches=2),
+}
+TASKS = (("sst2", "sst2", "SST-2"), ("massive_intents", "massive_en_us", "MASSIVE en-US intents"))
+
+
+def pretrain_config(scale: dict, arrangement: str, seed: int, vocab: str):
+    import configs.atm_stage1_public as stage1
+
+    c = stage1.get_config()
+    c.model.update(scale["model"])
+    c.model.update(vocab_size=scale["vocab_size"], arrangement=arrangement, hidden_dropout=0.1)
+    c.seed = seed
+    c.data.vocab = vocab
+    c.data.vocab_size = scale["vocab_size"]
+    c.data.seq_len = scale["seq_len"]
+    c.data.num_examples = scale["rows"]
+    c.train.update(steps=scale["pretrain_steps"], batch_size=scale["batch_size"],
+                   log_every=max(1, scale["pretrain_steps"] // 10), eval_every=scale["pretrain_steps"], eval_batches=4)
+    c.optimizer.update(learning_rate=1e-3, warmup_steps=max(1, scale["pretrain_steps"] // 10))
+    c.checkpoint.update(every=scale["pretrain_steps"], async_save=False)
+    return c
+
+
+def finetune_config(scale: dict, model: dict, task: str, seed: int, vocab: str, init_from: str):
+    from atm.config import default_config
+
+    c = default_config("finetune")
+    c.model.update(model)
+    c.seed = seed
+    c.init_from = init_from
+    c.finetune.task = task
+    c.finetune.eval_split = "validation"
+    c.finetune.sequence_heads_only = True  # SST-2 has only [CLS]; MASSIVE: intents without the slot head
+    c.data.vocab = vocab
+    c.data.vocab_size = scale["vocab_size"]
+    c.data.seq_len = scale["finetune_seq_len"]
+    c.train.update(steps=scale["finetune_steps"], batch_size=scale["batch_size"],
+                   log_every=max(1, scale["finetune_steps"] // 5), eval_every=scale["finetune_steps"],
+                   eval_batches=scale.get("finetune_eval_batches", -1))  # -1: the whole validation split
+    c.optimizer.update(learning_rate=5e-4, warmup_steps=max(1, scale["finetune_steps"] // 10))
+    c.checkpoint.update(every=scale["finetune_steps"], async_save=False)
+    return c
+
+
+def run_once(config, workdir: str) -> dict:
+    """train_and_evaluate, or the summary of a run that already finished in `workdir`."""
+    from atm import train
+
+    path = os.path.join(workdir, "summary.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    summary = train.train_and_evaluate(config, workdir)
+    with open(path, "w") as f:
+        json.dump(summary, f)
+    return summary
+
+
+def train_vocabulary(config, directory: str) -> str:
+    """The shared SentencePiece model, trained once on the pretraining config's training text (as a
+    run without `data.vocab` would train its own)."""
+    from atm.data import sources
+
+    path = os.path.join(directory, "vocab.model")
+    if not os.path.exists(path):
+        os.makedirs(directory, exist_ok=True)
+        rows, _ = sources.load_texts(config.data)
+        train_texts, _ = sources.split_train_eval(sources.apply_spoken_share(rows, config.data.spoken_share),
+                                                  config.data.eval_fraction)
+        sources.load_vocab(config.data, directory, train_texts)
+    return path
+
+
+def run(scale_name: str, seeds: int, out: str, workdir: str) -> dict:
+    from atm import bench
+
+    scale = SCALES[scale_name]
+    arrangements = [""] + [a for a in scale["arrangements"].split(",") if a]
+    vocab = train_vocabulary(pretrain_config(scale, "", 0, ""), os.path.join(workdir, "vocab"))
+    runs = []
+    for seed in range(seeds):
+        for arrangement in arrangements:
+            name = arrangement.replace(":", "-") or "bert"
+            pre_dir = os.path.join(workdir, f"seed{seed}", name, "pretrain")
+            config = pretrain_config(scale, arrangement, seed, vocab)
+            record = {"seed": seed, "arrangement": arrangement or "bert",
+                      "pretrain": _figures(run_once(config, pre_dir), pre_dir)}
+            for key, task, _ in TASKS:
+                ft_dir = os.path.join(workdir, f"seed{seed}", name, key)
+                ft = finetune_config(scale, config.model.to_dict(), task, seed, vocab, pre_dir)
+                record[key] = _figures(run_once(ft, ft_dir), ft_dir)
+            runs.append(record)
+    bench_config = pretrain_config(scale, "", 0, vocab)
+    bench_config.bench = {"arrangements": ",".join(arrangements[1:])}
+    speed = bench.compare_arrangements(_bench_ready(bench_config), steps=scale["bench_steps"], warmup=1)
+    results = {"scale": scale_name, "scale_settings": scale, "seeds": seeds, "runs": runs,
+               "speed": [{k: v for k, v in line.items() if k not in ("train", "infer")} for line in speed]}
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    write_table(results, os.path.join(out, "table.md"))
+    plot(results, os.path.join(out, "narrowbert.png"))
+    return results
+
+
+def _bench_ready(config):
+    """The bench draws random ids: no data source or vocabulary file is read."""
+    import ml_collections
+
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.data.source, c.data.vocab, c.data.whole_word_masking = "synthetic", "", False
+    return c
+
+
+def _figures(summary: dict, workdir: str) -> dict:
+    """Final eval figures and the median logged tokens/s (the first log, with compilation, left out)."""
+    speeds = []
+    path = os.path.join(workdir, "metrics.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            speeds = [json.loads(line).get("tokens_per_s") for line in f if line.strip()]
+    speeds = [s for s in speeds[1:] if s] or [s for s in speeds if s]
+    keep = ("eval_loss", "eval_accuracy", "loss", "step")
+    return {**{k: summary[k] for k in keep if k in summary},
+            "tokens_per_s": statistics.median(speeds) if speeds else None}
+
+
+def _mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(results: dict) -> list[dict]:
+    rows = []
+    names = list(dict.fromkeys(r["arrangement"] for r in results["runs"]))
+    speed = {line["arrangement"]: line for line in results["speed"]}
+    for name in names:
+        runs = [r for r in results["runs"] if r["arrangement"] == name]
+        row = {"arrangement": name, "seeds": len(runs)}
+        row["mlm_eval_accuracy"] = _mean_std([r["pretrain"].get("eval_accuracy") for r in runs])
+        for key, _, _ in TASKS:
+            row[key] = _mean_std([r[key].get("eval_accuracy") for r in runs])
+        line = speed.get(name, {})
+        row["speedup_train"] = line.get("speedup_train", 1.0 if name == "bert" else None)
+        row["speedup_infer"] = line.get("speedup_infer", 1.0 if name == "bert" else None)
+        row["flops_ratio_train"] = line.get("flops_ratio_train", 1.0 if name == "bert" else None)
+        row["flops_ratio_infer"] = line.get("flops_ratio_infer", 1.0 if name == "bert" else None)
+        rows.append(row)
+    return rows
+
+
+def write_table(results: dict, path: str):
+    def pct(pair):
+        mean, std = pair
+        return "—" if mean is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+    def ratio(x):
+        return "—" if x is None else f"{x:.2f}×"
+
+    s = results["scale_settings"]
+    lines = [
+        f"# NarrowBERT in miniature (scale `{results['scale']}`, {results['seeds']} seeds)", "",
+        f"Model {s['model']}, vocabulary {s['vocab_size']}; pretraining: {s['pretrain_steps']} MLM steps of "
+        f"{s['batch_size']}×{s['seq_len']} tokens on the ATM stage-1 corpus ({s['rows']} rows); fine-tuning: "
+        f"{s['finetune_steps']} steps of {s['batch_size']}×{s['finetune_seq_len']}, same arrangement, "
+        "validation accuracy. Mean ± std over seeds. Speed-ups: atm.bench interleaved on the same batches "
+        "at the pretraining shape (median step time of BERT / of the arrangement); FLOP ratio: analytic.", "",
+        "| arrangement | MLM eval acc | SST-2 acc | MASSIVE intent acc | pretrain speed-up | [CLS] infer speed-up "
+        "| FLOP ratio train / infer |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in summarize(results):
+        lines.append(f"| {row['arrangement']} | {pct(row['mlm_eval_accuracy'])} | {pct(row['sst2'])} | "
+                     f"{pct(row['massive_intents'])} | {ratio(row['speedup_train'])} | {ratio(row['speedup_infer'])} "
+                     f"| {ratio(row['flops_ratio_train'])} / {ratio(row['flops_ratio_infer'])} |")
+    lines.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def plot(results: dict, path: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summarize(results)
+    names = [r["arrangement"] for r in rows]
+    fig, (acc_ax, speed_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / len(TASKS)
+    for i, (key, _, label) in enumerate(TASKS):
+        means = [100 * (r[key][0] or 0) for r in rows]
+        stds = [100 * (r[key][1] or 0) for r in rows]
+        acc_ax.bar([x + i * width for x in range(len(rows))], means, width, yerr=stds, capsize=3, label=label)
+    acc_ax.set_xticks([x + width * (len(TASKS) - 1) / 2 for x in range(len(rows))], names)
+    acc_ax.set_ylabel("validation accuracy (%)")
+    acc_ax.set_title(f"fine-tuned accuracy, mean ± std over {results['seeds']} seeds")
+    acc_ax.legend()
+    for i, (key, label) in enumerate((("speedup_train", "pretraining"), ("speedup_infer", "[CLS] inference"))):
+        speed_ax.bar([x + i * 0.4 for x in range(len(rows))], [r[key] or 0 for r in rows], 0.4, label=label)
+    speed_ax.axhline(1.0, color="grey", lw=0.8)
+    speed_ax.set_xticks([x + 0.2 for x in range(len(rows))], names)
+    speed_ax.set_ylabel("throughput / BERT's")
+    speed_ax.set_title("speed-up over atm BERT (same batches)")
+    speed_ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", default="small", choices=sorted(SCALES))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", default=os.path.join(ROOT, "results", "narrowbert"))
+    parser.add_argument("--workdir", default=os.path.join(ROOT, "workdirs", "reproduce_narrowbert"))
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    results = run(args.scale, args.seeds, args.out, os.path.join(args.workdir, args.scale))
+    print(open(os.path.join(args.out, "table.md")).read(), flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    main()
