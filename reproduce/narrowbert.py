@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 SCALES = {
-    # Minutes on 2 CPU cores: the committed results/narrowbert/.
+    # The committed results/narrowbert/: ~45 minutes on 2 shared CPU cores (load ~10); too few steps to learn.
     "small": dict(model=dict(num_layers=4, hidden_size=64, num_heads=4, ffn_size=256), vocab_size=8000,
                   seq_len=64, batch_size=32, rows=20000, pretrain_steps=150, finetune_steps=100,
                   finetune_seq_len=48, arrangements="1sf:3sf", bench_steps=5),
