@@ -1,16 +1,18 @@
 """ATM stage 2, in miniature: continue MLM on in-domain assistant utterances (MASSIVE).
 
 Text: MASSIVE utterances (en-US, de-DE, sw-KE; massive_text mixture, temperature-sampled),
-already spoken-form-like (short, lower case). Stage-1 replay: `config.data.tasks` may add
-e.g. ",mlm_text:0.1" (ATM's replay rate is unverified; default none). Start from the stage-1
-weights by copying its checkpoint directory into the new workdir (a later issue adds
-`init_from`), and use the stage-1 vocabulary so the embeddings line up:
+already spoken-form-like (short, lower case). Stage-1 replay: `config.data.replay_share` of the
+rows come from `config.data.replay_tasks` (stage 1's 70/30 spoken/written WikiANN mixture; ATM's
+replay rate is unverified, default 0). `config.init_from` starts from the stage-1 weights (params
+only: a fresh optimizer and learning-rate schedule); use the stage-1 vocabulary so the embeddings
+line up:
 
     # either reuse stage 1's vocabulary (to continue from its weights), or train one on MASSIVE:
     python -m atm.data export --config=configs/atm_stage2_indomain.py --out=workdirs/vocab/stage2.txt
     python -m atm.data.vocab --input=workdirs/vocab/stage2.txt --vocab_size=8000 --out=workdirs/vocab/stage2
     python -m atm.main --config=configs/atm_stage2_indomain.py --workdir=workdirs/stage2 \
-        --config.data.vocab=workdirs/vocab/stage1.model
+        --config.data.vocab=workdirs/vocab/stage1.model --config.init_from=workdirs/stage1 \
+        [--config.data.replay_share=0.1]
 
 Expected: not measured yet. Checked: 4 steps with --config.train.steps=4 --config.train.batch_size=8
 and the stage-1 vocabulary run and log loss and eval loss (8.71 / 8.63 at step 4).
@@ -25,6 +27,8 @@ def get_config():
     c.model.update(pre_layer_norm=True, vocab_size=8000, type_vocab_size=1, max_positions=128, hidden_dropout=0.1)
     c.data.source = "tasks"
     c.data.tasks = "massive_text"
+    c.data.replay_tasks = "mlm_text_spoken_written"
+    c.data.replay_share = 0.0
     c.data.num_examples = 0
     c.data.spoken_share = 0.0  # utterances are in-domain spoken text already
     c.data.vocab_size = 8000
