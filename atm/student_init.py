@@ -70,10 +70,12 @@ def _with_layers(encoder: dict, layers: list[Any]) -> dict:
 
 def _copy_tree(student: Any, teacher: Any, where: str, key: str) -> Any:
     """`teacher`'s tensors in `student`'s structure and dtypes; a missing tensor or any shape difference is an error."""
-    flat_teacher = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(teacher)}
+    def slash(path):
+        return "/" + "/".join(str(getattr(k, "key", k)) for k in path)
+    flat_teacher = {slash(p): v for p, v in jax.tree_util.tree_leaves_with_path(teacher)}
 
     def take(path, mine):
-        name = jax.tree_util.keystr(path)
+        name = slash(path)
         if name not in flat_teacher:
             raise ValueError(f"{key}: the teacher has no tensor {where}{name} (the student needs it); "
                              "its architecture differs (config.model)")

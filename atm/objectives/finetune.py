@@ -8,6 +8,16 @@ Token losses are averaged per example, then examples are averaged over the batch
 decodes each word's tag from its first subword and reports the field's metrics
 (`atm/nlu_metrics.py`): intent accuracy, slot/NER span F1 (seqeval-equal), frame exact match,
 SemER, sequence accuracy. `config.init_from = RUN_DIR` starts the encoder from a pretrained run.
+
+Task-level distillation (The Privileged Students; `config.finetune.teacher = RUN_DIR`, a fine-tuned
+run on the same task and labels): every head's loss becomes
+
+    (1 − kd_alpha)·CE(gold) + kd_alpha·L_KD(teacher head logits, student head logits)
+
+with L_KD = τ²·KL or MSE on logits (`kd_loss`), per example for sequence heads and averaged over
+the labelled tokens for token heads, like the CE. The paper writes α·CE + (1−α)·L_KD: its α is
+1 − kd_alpha. The teacher (its own size, the same vocabulary) runs frozen and sharded inside the
+student's step, as in `atm/objectives/distill.py`. `config.student_init` copies its weights.
 """
 from __future__ import annotations
 
@@ -22,6 +32,7 @@ from atm.data import labelled
 from atm.data.sources import load_vocab
 from atm.models.heads import EncoderWithHeads
 from atm.objectives import Objective, register
+from atm.objectives.distill import kd_per_position
 from atm.objectives.mlm import cross_entropy, encoder_flops_per_token
 
 IGNORE = labelled.IGNORE
@@ -35,11 +46,9 @@ def heads_for(kind: str, label_names: dict) -> tuple[tuple[str, str, int], ...]:
     return (("label", "sequence", len(label_names["label"])),)
 
 
-def _token_ce(logits_BxLxC, labels_BxL):
-    """Per-example mean CE over labelled tokens."""
-    valid = labels_BxL != IGNORE
-    nll = cross_entropy(logits_BxLxC, jnp.where(valid, labels_BxL, 0)) * valid
-    return nll.sum(-1) / jnp.maximum(valid.sum(-1), 1)
+def _token_mean(per_token_BxL, valid_BxL):
+    """Per-example mean over the labelled tokens."""
+    return (per_token_BxL * valid_BxL).sum(-1) / jnp.maximum(valid_BxL.sum(-1), 1)
 
 
 @register
@@ -57,6 +66,13 @@ class FineTune(Objective):
             # "train" is the rest, "validation"/"test" the held-out share.
             "holdout_fraction": 0.2,
             "holdout_seed": 0,
+            # Low-resource runs: keep this share of the training rows (a fixed, seeded subset; 1 = all).
+            "train_fraction": 1.0,
+            # Task-level distillation from a fine-tuned teacher run (same task and labels); "" = none.
+            "teacher": "",
+            "kd_alpha": 0.5,  # weight of the distillation term; 1 − kd_alpha weighs the gold labels [unverified]
+            "kd_temperature": 2.0,  # τ for kd_loss=kl [unverified]
+            "kd_loss": "kl",  # kl | mse (on the head logits)
         })}
 
     @classmethod
@@ -67,6 +83,11 @@ class FineTune(Objective):
         texts = [] if data.vocab else labelled.training_texts(ft, data_dir, data.skip_malformed)
         vocab = load_vocab(data, workdir, texts)
         train = labelled.load_split(ft, "train", vocab, data_dir, data.skip_malformed)
+        if not 0.0 < ft.train_fraction <= 1.0:
+            raise ValueError(f"config.finetune.train_fraction={ft.train_fraction} must be in (0, 1]")
+        if ft.train_fraction < 1.0:  # the same blake2b rule as the holdout, with its own seed
+            train.examples = [ex for i, ex in enumerate(train.examples)
+                              if labelled.in_holdout(i, ft.train_fraction, f"train_fraction:{ft.holdout_seed}")]
         evaluation = labelled.load_split(ft, ft.eval_split, vocab, data_dir, data.skip_malformed)
         if evaluation.label_names != train.label_names:
             raise ValueError("config.finetune: train and eval splits disagree on the label inventory")
@@ -89,6 +110,42 @@ class FineTune(Objective):
         self.heads = heads_for(self.kind, self.label_names)
         self.train_model = EncoderWithHeads(self.model_cfg, self.heads, deterministic=False)
         self.eval_model = EncoderWithHeads(self.model_cfg, self.heads, deterministic=True)
+        self.teacher_run = self.teacher_model = None
+        if config.finetune.teacher:
+            self._load_teacher(config.finetune)
+
+    def _load_teacher(self, ft):
+        from atm.distill import teacher as teacher_lib
+
+        key = "config.finetune.teacher"
+        if ft.kd_loss not in ("kl", "mse"):
+            raise ValueError(f"config.finetune.kd_loss={ft.kd_loss!r}: use kl or mse")
+        if not 0.0 <= ft.kd_alpha <= 1.0 or ft.kd_temperature <= 0:
+            raise ValueError(f"config.finetune.kd_alpha={ft.kd_alpha} must be within [0, 1] and "
+                             f"config.finetune.kd_temperature={ft.kd_temperature} > 0")
+        run = teacher_lib.load_run(ft.teacher, key, ("finetune",))
+        teacher_lib.check_same_vocabulary(run, self.vocab, key)
+        for name, _, num_classes in self.heads:
+            if name not in run.params:
+                raise ValueError(f"{key}={run.directory!r} has no {name!r} head (its heads: "
+                                 f"{sorted(set(run.params) - {'encoder'})}); fine-tune it on this task first")
+            theirs = run.params[name]["classifier"]["kernel"].shape[-1]
+            if theirs != num_classes:
+                raise ValueError(f"{key}: the teacher's {name!r} head has {theirs} classes but this task has "
+                                 f"{num_classes}; the teacher must be fine-tuned on the same labels")
+        self.teacher_run = run
+        self.teacher_model = EncoderWithHeads(run.model_config(self.model_cfg.dtype), self.heads, deterministic=True)
+
+    def frozen_params(self, mesh):
+        from atm.distill import teacher as teacher_lib
+
+        if self.teacher_model is None:
+            return {}
+        ids = jnp.zeros((1, self.seq_len), jnp.int32)
+        frozen = teacher_lib.shard_params(self.teacher_model, self.teacher_run.params, (ids, ids, ids, ids), mesh,
+                                          "config.finetune.teacher")
+        self.teacher_run.params = None  # the host copy is no longer needed
+        return frozen
 
     def example_batch(self, batch_size):
         shape = (batch_size, self.seq_len)
@@ -100,40 +157,63 @@ class FineTune(Objective):
         return batch
 
     def _logits(self, params, batch, rng, train):
-        model = self.train_model if train else self.eval_model
-        token_types = batch["token_types"] if self.model_cfg.type_vocab_size > 1 else None
+        return self._apply(self.train_model if train else self.eval_model, params, batch, rng)
+
+    @staticmethod
+    def _apply(model, params, batch, rng=None):
+        token_types = batch["token_types"] if model.cfg.type_vocab_size > 1 else None
         return model.apply({"params": params}, batch["input_ids"], batch["segment_ids"], batch["positions"],
-                           token_types, rngs={"dropout": rng})
+                           token_types, rngs={"dropout": rng} if rng is not None else {})
+
+    def _teacher_logits(self, frozen, batch):
+        return None if self.teacher_model is None else self._apply(self.teacher_model, frozen, batch)
 
     def init_params(self, rng, batch):
         return self.eval_model.init(rng, batch["input_ids"], batch["segment_ids"], batch["positions"])["params"]
 
     def loss(self, params, frozen, batch, rng, train):
-        return self._loss_from_logits(self._logits(params, batch, rng, train), batch)
+        return self._loss_from_logits(self._logits(params, batch, rng, train), batch,
+                                      self._teacher_logits(frozen, batch))
 
-    def _loss_from_logits(self, logits, batch):
+    def _loss_from_logits(self, logits, batch, teacher_logits=None):
+        ft = self.config.finetune
         w = batch["example_weight"]
-        per_example = jnp.zeros_like(w)
+        per_example, kd_per_example = jnp.zeros_like(w), jnp.zeros_like(w)
         sums = {"weight": w.sum()}
         for name, kind, _ in self.heads:
             if kind == "sequence":
-                per_example = per_example + cross_entropy(logits[name], batch["label"])
+                gold = cross_entropy(logits[name], batch["label"])
+                kd = None if teacher_logits is None else kd_per_position(
+                    logits[name], teacher_logits[name], ft.kd_loss, ft.kd_temperature)
                 correct = (jnp.argmax(logits[name], -1) == batch["label"]).astype(jnp.float32)
                 sums["accuracy"] = (correct * w).sum()
+                head_weight = 1.0
             else:
-                per_example = per_example + self.config.finetune.token_loss_weight * _token_ce(
-                    logits[name], batch["token_labels"])
+                valid = batch["token_labels"] != IGNORE
+                gold = _token_mean(cross_entropy(logits[name], jnp.where(valid, batch["token_labels"], 0)), valid)
+                kd = None if teacher_logits is None else _token_mean(kd_per_position(
+                    logits[name], teacher_logits[name], ft.kd_loss, ft.kd_temperature), valid)
+                head_weight = ft.token_loss_weight
+            if kd is None:
+                per_example = per_example + head_weight * gold
+            else:
+                per_example = per_example + head_weight * ((1.0 - ft.kd_alpha) * gold + ft.kd_alpha * kd)
+                kd_per_example = kd_per_example + head_weight * kd
+        if teacher_logits is not None:
+            sums["kd_loss"] = (kd_per_example * w).sum()
         return (per_example * w).sum(), sums
 
     def eval_outputs(self, params, frozen, batch, rng):
         logits = self._logits(params, batch, rng, False)
-        loss_sum, sums = self._loss_from_logits(logits, batch)
+        loss_sum, sums = self._loss_from_logits(logits, batch, self._teacher_logits(frozen, batch))
         return {**sums, "loss": loss_sum, **{f"pred_{name}": jnp.argmax(logits[name], -1) for name, _, _ in self.heads}}
 
     def summarize(self, outputs, batches):
         """Metrics over the whole eval pass; word tags are read off each word's first subword."""
         weight = max(sum(float(o["weight"]) for o in outputs), 1.0)
         report = {"loss": sum(float(o["loss"]) for o in outputs) / weight}
+        if "kd_loss" in outputs[0]:
+            report["kd_loss"] = sum(float(o["kd_loss"]) for o in outputs) / weight
         sequence_head = next((f"pred_{n}" for n, kind, _ in self.heads if kind == "sequence"), None)
         token_head = next((n for n, kind, _ in self.heads if kind == "token"), None)
         tag_names = self.label_names.get("slot") or self.label_names.get("tag")
@@ -161,4 +241,7 @@ class FineTune(Objective):
         return report
 
     def flops_per_token(self):
-        return encoder_flops_per_token(self.model_cfg, self.seq_len, 0.0)
+        student = encoder_flops_per_token(self.model_cfg, self.seq_len, 0.0)
+        if self.teacher_model is None:
+            return student
+        return student + encoder_flops_per_token(self.teacher_model.cfg, self.seq_len, 0.0) / 3
