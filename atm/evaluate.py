@@ -1,12 +1,18 @@
-"""Evaluate a trained run on any split of any compatible task.
+"""Evaluate a trained fine-tuning run on any split of any compatible task, or of many.
 
     python -m atm.evaluate --workdir=DIR --task=massive_de_de --split=test   # zero-shot from an en-US run
     python -m atm.evaluate --workdir=DIR --split=test                        # the run's own task
+    python -m atm.evaluate --workdir=DIR --task=xnli --split=validation      # a mixture: one row per language
+    python -m atm.evaluate --workdir=DIR --task=massive_en_us,massive_de_de,massive_sw_ke
 
-Restores DIR's latest checkpoint with DIR's resolved config (config.json) and vocabulary, runs
-one ordered pass over the split and prints a table; the figures are also written to
-DIR/eval_<task>_<split>.json. The metrics are the objective's (`summarize`): for intent + slots
-intent accuracy, slot span F1 (seqeval-equal), frame exact match and SemER (atm/nlu_metrics.py).
+Restores DIR's latest checkpoint once with DIR's resolved config (config.json) and vocabulary,
+runs one ordered pass over each task's split and prints a table (one row per task, i.e. per
+language for XNLI and MASSIVE, plus their mean when there are several). Each task's figures are
+written to DIR/eval_<task>_<split>.json, a multi-task table to DIR/eval_<name>_<split>.json.
+The metrics are the objective's (`summarize`): intent accuracy, slot span F1 (seqeval-equal),
+frame exact match, SemER; NER span F1; accuracy; SQuAD exact match / F1 (atm/nlu_metrics.py).
+Tasks with one labelled split (XNLI dev, TyDi QA GoldP train) are evaluated on the held-out part
+that `atm.data.labelled.in_holdout` defines, so rows a run trained on are never scored.
 """
 from __future__ import annotations
 
@@ -17,18 +23,23 @@ import sys
 from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run directory.")
-_TASK = flags.DEFINE_string("task", "", "Task to evaluate (default: the run's own).")
+_TASK = flags.DEFINE_string("task", "", "Task(s) to evaluate: a task, a mixture or a comma-separated list "
+                                        "(default: the run's own).")
 _SPLIT = flags.DEFINE_string("split", "test", "Split: train, validation or test.")
 _BIO_FOLDER = flags.DEFINE_string("bio_folder", "", "Evaluate on a folder in the BIO layout instead.")
 
 
-def evaluate_run(workdir: str, task: str = "", split: str = "test", bio_folder: str = "") -> dict:
+def expand_tasks(task: str) -> list[str]:
+    """A comma-separated list of tasks and mixtures, mixtures replaced by their member tasks."""
+    from atm.data import tasks
+    names = []
+    for name in filter(None, (t.strip() for t in task.split(","))):
+        names.extend(expand_tasks(",".join(tasks.MIXTURES[name].tasks)) if name in tasks.MIXTURES else [name])
+    return names
+
+
+def _load_config(workdir: str):
     import ml_collections
-
-    from atm import objectives, sharding, train
-    from atm.checkpoint import Checkpointer
-
-    workdir = os.path.abspath(workdir)
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"--workdir={workdir}: no config.json (is it a training run directory?)")
@@ -36,28 +47,70 @@ def evaluate_run(workdir: str, task: str = "", split: str = "test", bio_folder: 
         config = ml_collections.ConfigDict(json.load(f))
     if config.objective != "finetune":
         raise ValueError(f"--workdir={workdir} is a {config.objective!r} run; atm.evaluate evaluates finetune runs")
-    if bio_folder:
-        config.finetune.bio_folder = bio_folder
-    elif task:
-        config.finetune.task, config.finetune.bio_folder = task, ""
-    config.finetune.eval_split = split
     if not config.data.vocab:
         config.data.vocab = os.path.join(workdir, "vocab.model")
+    return config
+
+
+def evaluate_run(workdir: str, task: str = "", split: str = "test", bio_folder: str = "") -> dict:
+    """Figures of the run on each task's split: {"rows": [per-task dicts], "mean": {...} or None}."""
+    from atm import objectives, sharding, train
+    from atm.checkpoint import Checkpointer
+
+    workdir = os.path.abspath(workdir)
+    config = _load_config(workdir)
     objective_cls = objectives.get(config.objective)
-    vocab, train_data, eval_data, _ = objective_cls.build_data(config, workdir)
-    trainer = train.Trainer(config, objective_cls(config, vocab, train_data), sharding.make_mesh(config.mesh))
+    vocab, train_data, _, _ = objective_cls.build_data(config, workdir)
+    objective = objective_cls(config, vocab, train_data)
+    trainer = train.Trainer(config, objective, sharding.make_mesh(config.mesh))
     restored = Checkpointer(os.path.join(workdir, "checkpoints"), 1, False).restore_latest(trainer.abstract_state())
     if restored is None:
         raise FileNotFoundError(f"--workdir={workdir}: no checkpoint to evaluate")
     step, state, _ = restored
-    figures = train.evaluate(trainer, state.params, eval_data, -1)
-    folder = config.finetune.bio_folder
-    name = os.path.basename(os.path.normpath(folder)) if folder else config.finetune.task
-    result = {"workdir": workdir, "step": step, "task": name, "split": split,
-              "rows": len(eval_data.split.examples), **{k.removeprefix("eval_"): v for k, v in figures.items()}}
-    with open(os.path.join(workdir, f"eval_{name}_{split}.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    return result
+
+    targets = [("bio_folder", bio_folder)] if bio_folder else [("task", t) for t in expand_tasks(task)]
+    rows = []
+    for key, target in targets or [(None, None)]:
+        task_config = config.copy_and_resolve_references()
+        if key == "bio_folder":
+            task_config.finetune.bio_folder = target
+        elif key == "task":
+            task_config.finetune.task, task_config.finetune.bio_folder = target, ""
+        task_config.finetune.eval_split = split
+        _, task_train, eval_data, _ = objective_cls.build_data(task_config, workdir)
+        if task_train.split.label_names != objective.label_names:
+            raise ValueError(f"--task={target}: its label inventory differs from the one {workdir} was trained on")
+        figures = train.evaluate(trainer, state.params, eval_data, -1)
+        folder = task_config.finetune.bio_folder
+        name = os.path.basename(os.path.normpath(folder)) if folder else task_config.finetune.task
+        row = {"workdir": workdir, "step": step, "task": name, "split": split,
+               "rows": len(eval_data.split.questions or eval_data.split.examples),
+               **{k.removeprefix("eval_"): v for k, v in figures.items()}}
+        with open(os.path.join(workdir, f"eval_{name}_{split}.json"), "w") as f:
+            json.dump(row, f, indent=2)
+        rows.append(row)
+    mean = None
+    if len(rows) > 1:
+        metrics = [k for k, v in rows[0].items() if isinstance(v, float)]
+        mean = {k: sum(r[k] for r in rows) / len(rows) for k in metrics}
+        label = task.replace(",", "+") if len(task) < 60 else f"{len(rows)}_tasks"
+        with open(os.path.join(workdir, f"eval_{label}_{split}.json"), "w") as f:
+            json.dump({"rows": rows, "mean": mean}, f, indent=2)
+    return {"rows": rows, "mean": mean}
+
+
+def format_table(result: dict) -> str:
+    """Markdown: one row per task, metrics in percent (loss as is), the mean last."""
+    rows = result["rows"]
+    metrics = [k for k, v in rows[0].items() if isinstance(v, float)]
+
+    def cell(key, value):
+        return f"{value:.4f}" if key == "loss" else f"{100 * value:.1f}"
+    lines = ["| task | rows | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 2) + "|"]
+    lines += [f"| {r['task']} | {r['rows']} | " + " | ".join(cell(k, r[k]) for k in metrics) + " |" for r in rows]
+    if result["mean"]:
+        lines.append(f"| mean | | " + " | ".join(cell(k, result["mean"][k]) for k in metrics) + " |")
+    return "\n".join(lines)
 
 
 def main(argv):
@@ -68,10 +121,9 @@ def main(argv):
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"atm.evaluate: error: {e}", file=sys.stderr)
         sys.exit(1)
-    print(f"{result['task']} / {result['split']} ({result['rows']} rows, checkpoint step {result['step']})")
-    for key, value in result.items():
-        if isinstance(value, float):
-            print(f"  {key:<20} {100 * value:7.2f}" if key != "loss" else f"  {key:<20} {value:7.4f}")
+    first = result["rows"][0]
+    print(f"{_WORKDIR.value} checkpoint step {first['step']}, split {first['split']} (metrics in %)")
+    print(format_table(result))
 
 
 if __name__ == "__main__":

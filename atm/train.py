@@ -206,7 +206,7 @@ def evaluate(trainer: Trainer, params, eval_data, num_batches: int) -> dict:
         local = eval_data.batch(i)
         outputs.append(jax.device_get(trainer.eval_outputs(params, trainer.global_batch(local))))
         batches.append(local)
-    return {f"eval_{k}": v for k, v in trainer.objective.summarize(outputs, batches).items()}
+    return {f"eval_{k}": v for k, v in trainer.objective.summarize(outputs, batches, eval_data).items()}
 
 
 def initialize_from(trainer: Trainer, state: TrainState, directory: str) -> TrainState:

@@ -21,9 +21,9 @@ from atm.config import default_config
 from atm.models import presets
 
 
-def get_config():
+def get_config(size: str = "small"):
     c = default_config("mlm")
-    c.model.update(presets.get("small"))
+    c.model.update(presets.get(size))
     c.model.update(pre_layer_norm=True, vocab_size=8000, type_vocab_size=1, max_positions=128, hidden_dropout=0.1)
     c.data.source = "tasks"
     c.data.tasks = "massive_text"
@@ -41,4 +41,7 @@ def get_config():
     c.optimizer.learning_rate = 2e-4
     c.optimizer.warmup_steps = 200
     c.checkpoint.every = 500
+    if size == "mini":
+        c.train.update(steps=1500, batch_size=32, eval_every=500)
+        c.optimizer.update(learning_rate=5e-4, warmup_steps=100)
     return c

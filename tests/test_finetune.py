@@ -147,3 +147,27 @@ def test_single_split_tasks_are_split_by_the_seeded_holdout_rule(data_dir, tmp_p
     assert stats["data_rows"] == len(train_rows) and stats["data_eval_rows"] == len(eval_rows)
     assert (batch["token_types"] == 1).any()  # premise and hypothesis are segments A and B
     assert set(batch["label"].tolist()) <= {0, 1, 2}
+
+
+def test_evaluate_a_mixture_gives_one_row_per_language(data_dir, tmp_path):
+    """An XNLI run trained on en is scored on the held-out part of each of the 15 languages."""
+    from atm import evaluate
+    import configs.finetune.atis as atis
+
+    config = atis.get_config()
+    config.model.update(num_layers=1, hidden_size=32, num_heads=2, ffn_size=64, vocab_size=300)
+    config.finetune.update(task="xnli_en", bio_folder="", eval_split="validation")
+    config.data.update(data_dir=data_dir, vocab_size=300, seq_len=32)
+    config.train.update(steps=4, batch_size=8, eval_every=4, eval_batches=1)
+    config.checkpoint.every = 4
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+    result = evaluate.evaluate_run(str(tmp_path / "run"), "xnli", "validation")
+    rows = result["rows"]
+    assert [r["task"] for r in rows] == [f"xnli_{x}" for x in
+                                         "ar bg de el en es fr hi ru sw th tr ur vi zh".split()]
+    # The holdout rule picks the same row indices in every language (XNLI dev is parallel).
+    assert len({r["rows"] for r in rows}) == 1 and 450 < rows[0]["rows"] < 550
+    assert abs(result["mean"]["accuracy"] - np.mean([r["accuracy"] for r in rows])) < 1e-12
+    table = evaluate.format_table(result)
+    assert table.count("\n") == 15 + 2 and "| mean |" in table
+    assert (tmp_path / "run" / "eval_xnli_validation.json").exists()

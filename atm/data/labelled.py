@@ -3,7 +3,7 @@
 A task is a registered one (`python -m atm.data list`) or, for intent + slots, any folder in the
 ATIS/SNIPS BIO layout (`config.finetune.bio_folder`). Rows become `[CLS] tokens [SEP]` with word
 labels on each word's first subword (IGNORE_INDEX elsewhere), as `atm.data.tasks.tokenize_example`
-aligns them.
+aligns them. QA questions become one or more overlapping windows (`atm.data.qa`), each a row.
 
 `LabelledBatcher` is, like the MLM batcher, a pure function of (seed, step) for training; for
 evaluation it walks the split in order and pads the last batch with rows of `example_weight` 0.
@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from atm.data import readers, tasks
+from atm.data import qa, readers, tasks
 from atm.data.pipeline import StreamPosition, stream_fingerprint
 
 IGNORE = readers.IGNORE_INDEX
@@ -29,6 +29,7 @@ class LabelledSplit:
     examples: list[dict]  # tasks.tokenize_example output
     label_names: dict[str, tuple[str, ...]]
     kind: str
+    questions: list[qa.Question] | None = None  # QA: examples are windows of these questions
 
 
 def _bio_folder_labels(folder: str) -> dict[str, tuple[str, ...]]:
@@ -61,13 +62,13 @@ def _raw_rows(finetune_config, split: str, data_dir: str | None, skip_malformed:
         return raws, _bio_folder_labels(folder), "intent_slots", "atis"
     task = finetune_config.task
     spec = tasks.get_spec(task)
-    if spec.kind not in ("intent_slots", "ner", "sentence", "pair"):
+    if spec.kind not in ("intent_slots", "ner", "sentence", "pair", "qa"):
         raise ValueError(f"config.finetune.task={task!r} is a {spec.kind!r} task; fine-tuning supports "
-                         "intent_slots, ner, sentence and pair tasks")
-    if "train" not in spec.splits and len(spec.splits) == 1:  # XNLI: only dev is labelled here
-        only = next(iter(spec.splits))
-        raws = holdout_part(tasks.raw_examples(task, only, data_dir, skip_malformed), split == "train",
-                            finetune_config.holdout_fraction, finetune_config.holdout_seed)
+                         "intent_slots, ner, sentence, pair and qa tasks")
+    labelled_splits = [name for name in spec.splits if not name.endswith(("_unlabelled", "_no_answers"))]
+    if len(labelled_splits) == 1:  # XNLI: only dev is labelled here; TyDi QA GoldP: only train
+        raws = holdout_part(tasks.raw_examples(task, labelled_splits[0], data_dir, skip_malformed),
+                            split == "train", finetune_config.holdout_fraction, finetune_config.holdout_seed)
     elif split in spec.splits:
         raws = tasks.raw_examples(task, split, data_dir, skip_malformed)
     else:
@@ -76,7 +77,8 @@ def _raw_rows(finetune_config, split: str, data_dir: str | None, skip_malformed:
 
 
 def in_holdout(index: int, fraction: float, seed: int) -> bool:
-    """The documented, seeded rule for tasks with one labelled split (XNLI dev): row `index` is held out
+    """The documented, seeded rule for tasks with one labelled split (XNLI dev, TyDi QA GoldP train):
+    "train" is the rest of that split, any other split the held-out part. Row `index` is held out
     for evaluation when blake2b("seed:index") read as a fraction of 2^32 is below `fraction`."""
     digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "little") / 2 ** 32 < fraction
@@ -90,17 +92,29 @@ def holdout_part(rows, train: bool, fraction: float, seed: int):
 def training_texts(finetune_config, data_dir: str | None, skip_malformed: bool) -> list[str]:
     """The train split's text, for training a vocabulary before anything is tokenized."""
     raws, _, _, _ = _raw_rows(finetune_config, "train", data_dir, skip_malformed)
-    return [" ".join(filter(None, (r.get("text"), r.get("premise"), r.get("hypothesis")))) for r in raws]
+    fields = ("text", "premise", "hypothesis", "question", "context")
+    return [" ".join(filter(None, (r.get(f) for f in fields))) for r in raws]
 
 
-def load_split(finetune_config, split: str, vocab, data_dir: str | None, skip_malformed: bool) -> LabelledSplit:
-    """Tokenized, label-aligned examples of one split of `config.finetune.task` (or its BIO folder)."""
+def load_split(finetune_config, split: str, vocab, data_dir: str | None, skip_malformed: bool,
+               seq_len: int = 0) -> LabelledSplit:
+    """Tokenized, label-aligned examples of one split of `config.finetune.task` (or its BIO folder);
+    QA questions become windows of `seq_len` tokens."""
     raws, names, kind, task = _raw_rows(finetune_config, split, data_dir, skip_malformed)
-    examples = [tasks.tokenize_example(task, raw, vocab, labels=names, root=data_dir) for raw in raws]
+    questions = None
+    if kind == "qa":
+        questions, examples = [], []
+        for raw in raws:
+            question, windows = qa.question_windows(raw, len(questions), vocab, seq_len,
+                                                    finetune_config.doc_stride, finetune_config.max_query_tokens)
+            questions.append(question)
+            examples.extend(windows)
+    else:
+        examples = [tasks.tokenize_example(task, raw, vocab, labels=names, root=data_dir) for raw in raws]
     if not examples:
         where = finetune_config.bio_folder or finetune_config.task
         raise ValueError(f"config.finetune: split {split!r} of {where} has no rows")
-    return LabelledSplit(examples, names, kind)
+    return LabelledSplit(examples, names, kind, questions)
 
 
 @dataclasses.dataclass
@@ -144,11 +158,22 @@ class LabelledBatcher(StreamPosition):
         row = {"input_ids": np.full(L, self.pad_id, np.int32), "segment_ids": np.zeros(L, np.int32),
                "positions": np.arange(L, dtype=np.int32), "token_types": np.zeros(L, np.int32),
                "token_labels": np.full(L, IGNORE, np.int32), "word_ids": np.full(L, -1, np.int32),
-               "label": np.zeros((), np.int32), "example_index": np.full((), -1, np.int32),
+               "label": np.zeros((), np.int32), "start_position": np.zeros((), np.int32),
+               "end_position": np.zeros((), np.int32), "example_index": np.full((), -1, np.int32),
                "example_weight": np.zeros((), np.float32)}
         if index is None:
             return row
         ex = self.split.examples[index]
+        row["example_index"] = np.int32(index)
+        row["example_weight"] = np.float32(1.0)
+        if "question_index" in ex:  # a QA window, laid out already (atm.data.qa)
+            n = len(ex["input_ids"])
+            row["input_ids"][:n] = ex["input_ids"]
+            row["segment_ids"][:n] = 1
+            row["token_types"][ex["first_context_type"]:n] = 1
+            row["start_position"] = np.int32(ex["start_position"])
+            row["end_position"] = np.int32(ex["end_position"])
+            return row
         first = [self.cls_id] + list(ex["input_ids"]) + [self.sep_id]
         second = list(ex.get("pair_input_ids", []))
         second = second + [self.sep_id] if second else []
@@ -168,8 +193,6 @@ class LabelledBatcher(StreamPosition):
             word_ids = np.asarray(ex["word_ids"], np.int32)[:len(first) - 2]
             row["word_ids"][1:1 + len(word_ids)] = word_ids
         row["label"] = np.int32(ex.get("intent", ex.get("label", 0)))
-        row["example_index"] = np.int32(index)
-        row["example_weight"] = np.float32(1.0)
         return row
 
     def batch(self, step: int) -> dict[str, np.ndarray]:

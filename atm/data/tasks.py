@@ -340,19 +340,34 @@ def tokenize_example(name: str, raw: dict, vocab, labels: Optional[dict] = None,
     if spec.kind == "pair":
         return {"input_ids": list(vocab.encode(raw["premise"])), "pair_input_ids": list(vocab.encode(raw["hypothesis"])),
                 "label": _lookup(ids["label"], raw["label"], "label", name)}
+    context = qa_context_tokens(raw, vocab)
+    return {"question_ids": list(vocab.encode(raw["question"])), "context_ids": context.aligned.token_ids,
+            "context_word_ids": context.aligned.word_ids, "answer_start": context.answer_start,
+            "answer_end": context.answer_end}
+
+
+@dataclasses.dataclass
+class QAContext:
+    aligned: readers.AlignedWords  # the context's subword tokens
+    char_spans: list[tuple[int, int]]  # character (start, end) of each token in the context
+    answer_start: int  # first and last context token of the first answer; -1 when there is none
+    answer_end: int
+
+
+def qa_context_tokens(raw: dict, vocab) -> QAContext:
+    """Tokenize a QA example's context and locate its first answer at subword granularity."""
     context = raw["context"]
     offsets = readers.word_offsets(context)
     aligned = readers.align_word_labels([context[s:e] for s, e in offsets], None, vocab)
+    spans = readers.token_char_spans(offsets, aligned, vocab)
     start = end = -1
     if raw["answers"]:
         a = raw["answers"][0]
         a_start, a_end = a["start"], a["start"] + len(a["text"])
-        spans = readers.token_char_spans(offsets, aligned, vocab)
         positions = [t for t, (s, e) in enumerate(spans) if s < a_end and a_start < e]
         if positions:
             start, end = positions[0], positions[-1]
-    return {"question_ids": list(vocab.encode(raw["question"])), "context_ids": aligned.token_ids,
-            "context_word_ids": aligned.word_ids, "answer_start": start, "answer_end": end}
+    return QAContext(aligned, spans, start, end)
 
 
 _TOKEN_FEATURES = {  # kind -> {feature: (rank, label inventory key or None for the text vocabulary)}

@@ -3,6 +3,7 @@
 `EncoderWithHeads` runs the encoder once and applies named heads:
   sequence  [CLS] → pooler (dense + tanh, as BERT) → dropout → classes   (intent, SST-2, NLI)
   token     every position → dropout → classes                           (slots, NER)
+  span      every position → 2 logits: answer start and end               (extractive QA)
 Each head returns its own logits, so task-level distillation can read a teacher's logits per
 head and multi-task training can attach several heads to one encoder. `query_positions`
 (NarrowBERT: only [CLS] or labelled tokens go through the last layers) will plug in here.
@@ -48,6 +49,17 @@ class TokenHead(nn.Module):
         return classifier(cfg, self.num_classes, "embed")(h)
 
 
+class SpanHead(nn.Module):
+    """Start and end logits at every position (BERT's SQuAD head: one dense layer, no dropout)."""
+    cfg: EncoderConfig
+    num_classes: int  # 2: start, end
+    deterministic: bool
+
+    @nn.compact
+    def __call__(self, h_BxLxD: jax.Array) -> jax.Array:
+        return classifier(self.cfg, self.num_classes, "embed")(h_BxLxD)
+
+
 class EncoderWithHeads(nn.Module):
     """heads: ((name, kind, num_classes), ...). Returns {name: logits}."""
     cfg: EncoderConfig
@@ -58,5 +70,5 @@ class EncoderWithHeads(nn.Module):
     def __call__(self, ids_BxL, segment_ids_BxL=None, positions_BxL=None, token_types_BxL=None):
         h = Encoder(self.cfg, self.deterministic, name="encoder")(ids_BxL, segment_ids_BxL, positions_BxL,
                                                                   token_types_BxL)
-        classes = {"sequence": SequenceHead, "token": TokenHead}
+        classes = {"sequence": SequenceHead, "token": TokenHead, "span": SpanHead}
         return {name: classes[kind](self.cfg, n, self.deterministic, name=name)(h) for name, kind, n in self.heads}

@@ -16,6 +16,8 @@ PRESETS: dict[str, dict] = {
     # CPU-sized: the demo, the notebook and most tests.
     "tiny": dict(vocab_size=2000, num_layers=2, hidden_size=64, num_heads=4, ffn_size=256, max_positions=128,
                  type_vocab_size=2, hidden_dropout=0.0),
+    # The fine-tuning configs' encoder and the miniature pretraining runs (0.8M non-embedding).
+    "mini": dict(num_layers=4, hidden_size=128, num_heads=4, ffn_size=512),
     "small": dict(num_layers=4, hidden_size=512, num_heads=8, ffn_size=2048),
     "base": dict(num_layers=12, hidden_size=768, num_heads=12, ffn_size=3072),
     "large": dict(num_layers=24, hidden_size=1024, num_heads=16, ffn_size=4096),
@@ -34,7 +36,7 @@ PRESETS: dict[str, dict] = {
 NOMINAL_NON_EMBEDDING = {
     "atm_700m": 700e6, "atm_2p3b": 2.3e9, "atm_9p3b": 9.3e9,
     "student_17m": 17e6, "student_170m": 170e6,
-    "small": 12.6e6, "base": 85e6, "large": 302e6,
+    "mini": 0.8e6, "small": 12.6e6, "base": 85e6, "large": 302e6,
 }
 
 

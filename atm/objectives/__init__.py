@@ -17,7 +17,7 @@ in `atm/train.py` never changes. The contract:
   flops_per_token()           training FLOPs per input token (for MFU); inference is a third of it
   eval_outputs(params, frozen, batch, rng)
                               what one jitted eval step returns (default: the loss sums)
-  summarize(outputs, batches) host-side eval figures from all eval steps (default: sums / weight);
+  summarize(outputs, batches, eval_data) host-side eval figures from all eval steps (default: sums / weight);
                               fine-tuning computes span F1, SemER, ... here
 """
 from __future__ import annotations
@@ -71,7 +71,8 @@ class Objective:
         loss_sum, sums = self.loss(params, frozen, batch, rng, False)
         return {**sums, "loss": loss_sum}
 
-    def summarize(self, outputs: list[dict], batches: list[dict]) -> dict:
+    def summarize(self, outputs: list[dict], batches: list[dict], eval_data: Any = None) -> dict:
+        """Host-side figures of one eval pass; `eval_data` is the batcher the batches came from."""
         totals = {k: float(sum(np.sum(o[k]) for o in outputs)) for k in outputs[0]}
         weight = max(totals.pop("weight"), 1.0)
         return {k: v / weight for k, v in totals.items()}

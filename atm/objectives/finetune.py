@@ -3,21 +3,26 @@
     L = CE(intent | h_[CLS]) + mean over labelled tokens of CE(slot)     (intent_slots)
     L = CE(label | h_[CLS])                                               (sentence, pair)
     L = mean over labelled tokens of CE(tag)                              (ner)
+    L = (CE(start) + CE(end)) / 2 over the window's positions              (qa)
 
 Token losses are averaged per example, then examples are averaged over the batch. Evaluation
 decodes each word's tag from its first subword and reports the field's metrics
 (`atm/nlu_metrics.py`): intent accuracy, slot/NER span F1 (seqeval-equal), frame exact match,
-SemER, sequence accuracy. `config.init_from = RUN_DIR` starts the encoder from a pretrained run.
+SemER, sequence accuracy; for QA the answer text read back from every window of a question
+(`atm.data.qa.best_answer`) scored with the official SQuAD EM/F1. `config.init_from = RUN_DIR`
+starts the encoder from a pretrained run.
 
 Task-level distillation (The Privileged Students; `config.finetune.teacher = RUN_DIR`, a fine-tuned
 run on the same task and labels): every head's loss becomes
 
     (1 − kd_alpha)·CE(gold) + kd_alpha·L_KD(teacher head logits, student head logits)
 
-with L_KD = τ²·KL or MSE on logits (`kd_loss`), per example for sequence heads and averaged over
-the labelled tokens for token heads, like the CE. The paper writes α·CE + (1−α)·L_KD: its α is
-1 − kd_alpha. The teacher (its own size, the same vocabulary) runs frozen and sharded inside the
-student's step, as in `atm/objectives/distill.py`. `config.student_init` copies its weights.
+with L_KD = τ²·KL or MSE on logits (`kd_loss`): per example for sequence heads (intent, sentence,
+pair), averaged over the labelled tokens for token heads (slots, NER) and over start and end (each a
+distribution over the window's real positions) for QA span heads, like the CE. The paper writes
+α·CE + (1−α)·L_KD: its α is 1 − kd_alpha. The teacher (its own size, the same vocabulary) runs
+frozen and sharded inside the student's step, as in `atm/objectives/distill.py`.
+`config.student_init` copies its weights.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ import numpy as np
 
 from atm import config as atm_config
 from atm import nlu_metrics
-from atm.data import labelled
+from atm.data import labelled, qa
 from atm.data.sources import load_vocab
 from atm.models.heads import EncoderWithHeads
 from atm.objectives import Objective, register
@@ -43,6 +48,8 @@ def heads_for(kind: str, label_names: dict) -> tuple[tuple[str, str, int], ...]:
         return (("intent", "sequence", len(label_names["intent"])), ("slots", "token", len(label_names["slot"])))
     if kind == "ner":
         return (("tags", "token", len(label_names["tag"])),)
+    if kind == "qa":
+        return (("answer", "span", 2),)
     return (("label", "sequence", len(label_names["label"])),)
 
 
@@ -62,10 +69,6 @@ class FineTune(Objective):
             "bio_folder": "",  # intent + slots from any folder in the ATIS/SNIPS BIO layout (overrides task)
             "eval_split": "validation",
             "token_loss_weight": 1.0,  # weight of the slot/tag loss next to the sequence loss
-            # Tasks with a single labelled split (XNLI dev here) are split by labelled.in_holdout:
-            # "train" is the rest, "validation"/"test" the held-out share.
-            "holdout_fraction": 0.2,
-            "holdout_seed": 0,
             # Low-resource runs: keep this share of the training rows (a fixed, seeded subset; 1 = all).
             "train_fraction": 1.0,
             # Task-level distillation from a fine-tuned teacher run (same task and labels); "" = none.
@@ -73,6 +76,15 @@ class FineTune(Objective):
             "kd_alpha": 0.5,  # weight of the distillation term; 1 − kd_alpha weighs the gold labels [unverified]
             "kd_temperature": 2.0,  # τ for kd_loss=kl [unverified]
             "kd_loss": "kl",  # kl | mse (on the head logits)
+            # Tasks with a single labelled split (XNLI dev here) are split by labelled.in_holdout:
+            # "train" is the rest, "validation"/"test" the held-out share.
+            "holdout_fraction": 0.2,
+            "holdout_seed": 0,
+            # Extractive QA: windows of data.seq_len tokens, doc_stride context tokens apart.
+            "doc_stride": 128,
+            "max_query_tokens": 64,
+            "max_answer_tokens": 30,
+            "squad_version": 1,  # 2: SQuAD 2.0 rules, and "no answer" may be predicted
         })}
 
     @classmethod
@@ -82,13 +94,15 @@ class FineTune(Objective):
         # The vocabulary must exist before tokenizing: a given one, or one trained on the train text.
         texts = [] if data.vocab else labelled.training_texts(ft, data_dir, data.skip_malformed)
         vocab = load_vocab(data, workdir, texts)
-        train = labelled.load_split(ft, "train", vocab, data_dir, data.skip_malformed)
+        if ft.squad_version not in (1, 2):
+            raise ValueError(f"config.finetune.squad_version={ft.squad_version!r} must be 1 or 2")
+        train = labelled.load_split(ft, "train", vocab, data_dir, data.skip_malformed, data.seq_len)
         if not 0.0 < ft.train_fraction <= 1.0:
             raise ValueError(f"config.finetune.train_fraction={ft.train_fraction} must be in (0, 1]")
         if ft.train_fraction < 1.0:  # the same blake2b rule as the holdout, with its own seed
             train.examples = [ex for i, ex in enumerate(train.examples)
                               if labelled.in_holdout(i, ft.train_fraction, f"train_fraction:{ft.holdout_seed}")]
-        evaluation = labelled.load_split(ft, ft.eval_split, vocab, data_dir, data.skip_malformed)
+        evaluation = labelled.load_split(ft, ft.eval_split, vocab, data_dir, data.skip_malformed, data.seq_len)
         if evaluation.label_names != train.label_names:
             raise ValueError("config.finetune: train and eval splits disagree on the label inventory")
 
@@ -151,22 +165,26 @@ class FineTune(Objective):
         shape = (batch_size, self.seq_len)
         names = ("input_ids", "segment_ids", "positions", "token_types", "token_labels", "word_ids")
         batch = {k: jax.ShapeDtypeStruct(shape, jnp.int32) for k in names}
-        batch.update(label=jax.ShapeDtypeStruct((batch_size,), jnp.int32),
-                     example_index=jax.ShapeDtypeStruct((batch_size,), jnp.int32),
-                     example_weight=jax.ShapeDtypeStruct((batch_size,), jnp.float32))
+        scalars = ("label", "start_position", "end_position", "example_index")
+        batch.update({k: jax.ShapeDtypeStruct((batch_size,), jnp.int32) for k in scalars})
+        batch["example_weight"] = jax.ShapeDtypeStruct((batch_size,), jnp.float32)
         return batch
 
     def _logits(self, params, batch, rng, train):
         return self._apply(self.train_model if train else self.eval_model, params, batch, rng)
 
-    @staticmethod
-    def _apply(model, params, batch, rng=None):
-        token_types = batch["token_types"] if model.cfg.type_vocab_size > 1 else None
-        return model.apply({"params": params}, batch["input_ids"], batch["segment_ids"], batch["positions"],
-                           token_types, rngs={"dropout": rng} if rng is not None else {})
-
     def _teacher_logits(self, frozen, batch):
         return None if self.teacher_model is None else self._apply(self.teacher_model, frozen, batch)
+
+    def _apply(self, model, params, batch, rng=None):
+        """{head: logits} of `model` (the student's or the teacher's)."""
+        token_types = batch["token_types"] if model.cfg.type_vocab_size > 1 else None
+        logits = model.apply({"params": params}, batch["input_ids"], batch["segment_ids"], batch["positions"],
+                             token_types, rngs={"dropout": rng} if rng is not None else {})
+        for name, kind, _ in self.heads:
+            if kind == "span":  # padding is never an answer boundary
+                logits[name] = jnp.where((batch["segment_ids"] > 0)[..., None], logits[name], -1e4)
+        return logits
 
     def init_params(self, rng, batch):
         return self.eval_model.init(rng, batch["input_ids"], batch["segment_ids"], batch["positions"])["params"]
@@ -176,29 +194,41 @@ class FineTune(Objective):
                                       self._teacher_logits(frozen, batch))
 
     def _loss_from_logits(self, logits, batch, teacher_logits=None):
+        """Summed loss over the batch: per head CE, or (1 − kd_alpha)·CE + kd_alpha·KD with a teacher."""
         ft = self.config.finetune
         w = batch["example_weight"]
         per_example, kd_per_example = jnp.zeros_like(w), jnp.zeros_like(w)
         sums = {"weight": w.sum()}
+
+        def kd(student, teacher, present=None):
+            return kd_per_position(student, teacher, ft.kd_loss, ft.kd_temperature, present)
         for name, kind, _ in self.heads:
+            teacher = None if teacher_logits is None else teacher_logits[name]
+            head_weight, kd_loss = 1.0, None
             if kind == "sequence":
                 gold = cross_entropy(logits[name], batch["label"])
-                kd = None if teacher_logits is None else kd_per_position(
-                    logits[name], teacher_logits[name], ft.kd_loss, ft.kd_temperature)
+                if teacher is not None:
+                    kd_loss = kd(logits[name], teacher)
                 correct = (jnp.argmax(logits[name], -1) == batch["label"]).astype(jnp.float32)
                 sums["accuracy"] = (correct * w).sum()
-                head_weight = 1.0
+            elif kind == "span":  # start and end: distributions over the window's positions
+                start_BxL, end_BxL = logits[name][..., 0], logits[name][..., 1]
+                gold = 0.5 * (cross_entropy(start_BxL, batch["start_position"])
+                              + cross_entropy(end_BxL, batch["end_position"]))
+                if teacher is not None:
+                    real_BxL = batch["segment_ids"] > 0
+                    kd_loss = 0.5 * (kd(start_BxL, teacher[..., 0], real_BxL) + kd(end_BxL, teacher[..., 1], real_BxL))
             else:
                 valid = batch["token_labels"] != IGNORE
                 gold = _token_mean(cross_entropy(logits[name], jnp.where(valid, batch["token_labels"], 0)), valid)
-                kd = None if teacher_logits is None else _token_mean(kd_per_position(
-                    logits[name], teacher_logits[name], ft.kd_loss, ft.kd_temperature), valid)
+                if teacher is not None:
+                    kd_loss = _token_mean(kd(logits[name], teacher), valid)
                 head_weight = ft.token_loss_weight
-            if kd is None:
+            if kd_loss is None:
                 per_example = per_example + head_weight * gold
             else:
-                per_example = per_example + head_weight * ((1.0 - ft.kd_alpha) * gold + ft.kd_alpha * kd)
-                kd_per_example = kd_per_example + head_weight * kd
+                per_example = per_example + head_weight * ((1.0 - ft.kd_alpha) * gold + ft.kd_alpha * kd_loss)
+                kd_per_example = kd_per_example + head_weight * kd_loss
         if teacher_logits is not None:
             sums["kd_loss"] = (kd_per_example * w).sum()
         return (per_example * w).sum(), sums
@@ -206,14 +236,19 @@ class FineTune(Objective):
     def eval_outputs(self, params, frozen, batch, rng):
         logits = self._logits(params, batch, rng, False)
         loss_sum, sums = self._loss_from_logits(logits, batch, self._teacher_logits(frozen, batch))
-        return {**sums, "loss": loss_sum, **{f"pred_{name}": jnp.argmax(logits[name], -1) for name, _, _ in self.heads}}
+        # Span heads keep their logits: answers are read back over all windows of a question.
+        outputs = {f"pred_{name}": logits[name] if kind == "span" else jnp.argmax(logits[name], -1)
+                   for name, kind, _ in self.heads}
+        return {**sums, "loss": loss_sum, **outputs}
 
-    def summarize(self, outputs, batches):
+    def summarize(self, outputs, batches, eval_data=None):
         """Metrics over the whole eval pass; word tags are read off each word's first subword."""
         weight = max(sum(float(o["weight"]) for o in outputs), 1.0)
         report = {"loss": sum(float(o["loss"]) for o in outputs) / weight}
         if "kd_loss" in outputs[0]:
             report["kd_loss"] = sum(float(o["kd_loss"]) for o in outputs) / weight
+        if self.kind == "qa":
+            return {**report, **self._squad_metrics(outputs, batches, eval_data)}
         sequence_head = next((f"pred_{n}" for n, kind, _ in self.heads if kind == "sequence"), None)
         token_head = next((n for n, kind, _ in self.heads if kind == "token"), None)
         tag_names = self.label_names.get("slot") or self.label_names.get("tag")
@@ -239,6 +274,28 @@ class FineTune(Objective):
         elif gold_tags:
             report["span_f1"] = nlu_metrics.span_f1(gold_tags, pred_tags)["f1"]
         return report
+
+    def _squad_metrics(self, outputs, batches, eval_data):
+        """Official SQuAD EM/F1 (as fractions) of the answers read back from every window's logits."""
+        if eval_data is None:
+            raise ValueError("QA evaluation needs the eval split (its questions and contexts)")
+        split, ft = eval_data.split, self.config.finetune
+        by_question: dict[int, list] = {}
+        for out, batch in zip(outputs, batches):
+            for row in np.flatnonzero(batch["example_weight"] > 0):
+                window = split.examples[int(batch["example_index"][row])]
+                logits_Lx2 = out["pred_answer"][row]
+                by_question.setdefault(window["question_index"], []).append((window, logits_Lx2))
+        predictions, golds = [], []
+        for index, parts in sorted(by_question.items()):
+            question = split.questions[index]
+            windows = [w for w, _ in parts]
+            predictions.append(qa.best_answer(question, windows, [x[:, 0] for _, x in parts],
+                                              [x[:, 1] for _, x in parts], ft.max_answer_tokens,
+                                              allow_no_answer=ft.squad_version == 2))
+            golds.append(question.answers)
+        scores = nlu_metrics.squad_scores(predictions, golds, version=ft.squad_version)
+        return {"exact_match": scores["exact"] / 100, "f1": scores["f1"] / 100}
 
     def flops_per_token(self):
         student = encoder_flops_per_token(self.model_cfg, self.seq_len, 0.0)
