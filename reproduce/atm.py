@@ -3,7 +3,7 @@
     python reproduce/atm.py [--scale=1.0] [--seeds=3] [--workdir=workdirs/reproduce_atm] [--smoke]
 
 1. teacher_s1  MLM on the stage-1 public corpus (WikiANN text + TyDi QA contexts + XNLI premises,
-               70% spoken form; configs/atm_stage1_public.py), its own 4000-piece vocabulary.
+               70% spoken form; configs/atm_stage1_public.py), its own 8000-piece vocabulary.
 2. teacher_s2  stage 2: `init_from` teacher_s1 (params only, fresh optimizer and schedule), MLM on
                MASSIVE utterances (configs/atm_stage2_indomain.py).
 3. students    about a quarter of the teacher's non-embedding size, distilled (τ²·KL, α = 0.5, τ = 2)
@@ -36,13 +36,15 @@ MODELS = ["teacher_s1", "teacher_s2", "student_s1", "student_s2", "student_mlm"]
 LABELS = {"teacher_s1": "teacher, stage 1", "teacher_s2": "teacher, stage 2",
           "student_s1": "student ← stage-1 teacher", "student_s2": "student ← stage-2 teacher",
           "student_mlm": "student, MLM only"}
+PLOT_LABELS = {"teacher_s1": "teacher\nstage 1", "teacher_s2": "teacher\nstage 2", "student_s1": "student\n← T stage 1",
+               "student_s2": "student\n← T stage 2", "student_mlm": "student\nMLM only"}
 
 
 def pretrain_config(objective, model, tasks, steps, seq_len, args, **data):
     c = default_config(objective)
-    c.model.update(dict(vocab_size=4000, max_positions=128, type_vocab_size=1, pre_layer_norm=True,
+    c.model.update(dict(vocab_size=8000, max_positions=128, type_vocab_size=1, pre_layer_norm=True,
                         hidden_dropout=0.1, layer_norm_eps=1e-5), **model)
-    c.data.update(source="tasks", tasks=tasks, vocab_size=4000, seq_len=seq_len, whole_word_masking=True,
+    c.data.update(source="tasks", tasks=tasks, vocab_size=8000, seq_len=seq_len, whole_word_masking=True,
                   eval_fraction=0.02, **data)
     c.train.update(steps=steps, batch_size=args.batch, log_every=max(1, steps // 10), eval_every=steps,
                    eval_batches=4)
@@ -54,7 +56,7 @@ def pretrain_config(objective, model, tasks, steps, seq_len, args, **data):
 def finetune_config(model, vocab, steps, seed, args):
     c = default_config("finetune")
     c.seed = seed
-    c.model.update(dict(vocab_size=4000, max_positions=128, type_vocab_size=1, pre_layer_norm=model is TEACHER,
+    c.model.update(dict(vocab_size=8000, max_positions=128, type_vocab_size=1, pre_layer_norm=model is TEACHER,
                         hidden_dropout=0.1, layer_norm_eps=1e-5), **model)
     c.finetune.update(task="massive_en_us", eval_split="validation")
     c.data.update(vocab=vocab, seq_len=32)
@@ -159,7 +161,7 @@ def write_results(results, steps, args, clock):
         f"{clock.minutes():.1f} minutes on this machine (2 CPU cores, shared). Steps: {steps}.",
         f"Teacher: {TEACHER['num_layers']}×{TEACHER['hidden_size']} pre-LN, {teacher_params:,} non-embedding params; "
         f"students: {STUDENT['num_layers']}×{STUDENT['hidden_size']}, {student_params:,} "
-        f"({student_params / teacher_params:.2f}× the teacher). Vocabulary: 4000 SentencePiece pieces trained on "
+        f"({student_params / teacher_params:.2f}× the teacher). Vocabulary: 8000 SentencePiece pieces trained on "
         "the stage-1 corpus. Students: τ²·KL (α = 0.5, τ = 2) on MASSIVE utterances + 30% stage-1 replay; the "
         "MLM-only student sees the same text and steps.",
         f"Fine-tuning: MASSIVE en-US train, {steps['finetune']} steps, batch 32; figures in % on the test splits, "
@@ -175,12 +177,14 @@ def write_results(results, steps, args, clock):
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     for ax, (key, title) in zip(axes, [("accuracy", "intent accuracy (%)"), ("slot_f1", "slot F1 (%)"),
                                        ("semer", "SemER (%, lower is better)")]):
-        for offset, locale in enumerate(["en-US", "de-DE", "sw-KE"] if key != "semer" else ["en-US"]):
+        locales = ["en-US", "de-DE", "sw-KE"] if key != "semer" else ["en-US"]
+        width = 0.8 / len(locales)
+        for offset, locale in enumerate(locales):
             means = [100 * common.mean_spread(values(n, locale, key))[0] for n in MODELS]
             spreads = [100 * common.mean_spread(values(n, locale, key))[1] for n in MODELS]
-            ax.bar([i + 0.27 * offset for i in range(len(MODELS))], means, 0.27, yerr=spreads, label=locale)
-        ax.set_xticks([i + 0.27 for i in range(len(MODELS))])
-        ax.set_xticklabels([LABELS[n].replace(", ", "\n").replace(" ← ", "\n← ") for n in MODELS], fontsize=7)
+            ax.bar([i + width * offset for i in range(len(MODELS))], means, width, yerr=spreads, label=locale)
+        ax.set_xticks([i + width * (len(locales) - 1) / 2 for i in range(len(MODELS))])
+        ax.set_xticklabels([PLOT_LABELS[n] for n in MODELS], fontsize=8)
         ax.set_title(title)
         ax.legend(fontsize=7)
     fig.suptitle("ATM in miniature: MASSIVE test (fine-tuned on en-US)")

@@ -26,7 +26,7 @@ from reproduce import common  # noqa: E402
 
 from atm.config import default_config  # noqa: E402
 
-TEACHER = dict(num_layers=4, hidden_size=128, num_heads=4, ffn_size=512, vocab_size=4000, max_positions=128,
+TEACHER = dict(num_layers=4, hidden_size=128, num_heads=4, ffn_size=512, vocab_size=8000, max_positions=128,
                type_vocab_size=1, pre_layer_norm=True, hidden_dropout=0.1, layer_norm_eps=1e-5)
 INITS = {"random": "random init", "pretrained": "copy ← pretrained teacher", "finetuned": "copy ← fine-tuned teacher"}
 KDS = {"none": "no KD", "kl": "KD (KL)", "mse": "KD (MSE)"}
@@ -68,7 +68,7 @@ def main(argv=None):
         c = default_config("mlm")
         c.model.update(TEACHER)
         c.data.update(source="tasks", tasks="massive_text", replay_tasks="mlm_text_spoken_written", replay_share=0.3,
-                      vocab_size=4000, seq_len=32, whole_word_masking=True, num_examples=400 if args.smoke else 0)
+                      vocab_size=8000, seq_len=32, whole_word_masking=True, num_examples=400 if args.smoke else 0)
         c.train.update(steps=steps["pretrain"], batch_size=32, log_every=max(1, steps["pretrain"] // 10),
                        eval_every=steps["pretrain"])
         c.optimizer.update(learning_rate=1e-3, warmup_steps=max(1, steps["pretrain"] // 10))
