@@ -74,13 +74,15 @@ def main(argv=None):
     parser.add_argument("--workdir", default="workdirs/reproduce_atm")
     parser.add_argument("--results", default="results/atm")
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything (seconds per run)")
+    parser.add_argument("--steps", default="", help="per-phase step counts that override the scale, e.g. finetune=120")
     args = parser.parse_args(argv)
     if args.smoke:
         args.scale, args.seeds, args.batch = 0.005, min(args.seeds, 2), 8
     steps = {k: max(2, int(v * args.scale)) for k, v in
              dict(stage1=1200, stage2=600, distill=1000, finetune=800).items()}
-    clock = common.Clock()
+    steps.update(common.parse_steps(args.steps, steps))
     work = os.path.abspath(args.workdir)
+    clock = common.Clock(work)
     os.makedirs(work, exist_ok=True)
     print(f"ATM miniature: steps {steps}, seeds {args.seeds}, workdir {work}", flush=True)
 
@@ -157,7 +159,8 @@ def write_results(results, steps, args, clock):
     ]
     table = [
         "# ATM in miniature (arXiv 2206.07808)", "",
-        f"Produced by `python reproduce/atm.py --scale={args.scale} --seeds={args.seeds}` in "
+        f"Produced by `python reproduce/atm.py --scale={args.scale} --seeds={args.seeds}"
+        f"{' --steps=' + args.steps if args.steps else ''}` in "
         f"{clock.minutes():.1f} minutes on this machine (2 CPU cores, shared). Steps: {steps}.",
         f"Teacher: {TEACHER['num_layers']}×{TEACHER['hidden_size']} pre-LN, {teacher_params:,} non-embedding params; "
         f"students: {STUDENT['num_layers']}×{STUDENT['hidden_size']}, {student_params:,} "

@@ -19,8 +19,16 @@ LOCALES = {"en-US": "massive_en_us", "de-DE": "massive_de_de", "sw-KE": "massive
 
 
 class Clock:
-    def __init__(self):
-        self.start = time.time()
+    """Wall time since the first start in `workdir` (a resumed script keeps counting from then)."""
+
+    def __init__(self, workdir: str):
+        os.makedirs(workdir, exist_ok=True)
+        path = os.path.join(workdir, "started_at")
+        if not os.path.exists(path):
+            with open(path, "w") as f:
+                f.write(str(time.time()))
+        with open(path) as f:
+            self.start = float(f.read())
 
     def log(self, message: str):
         print(f"[{(time.time() - self.start) / 60:5.1f} min] {message}", flush=True)
@@ -69,6 +77,17 @@ def evaluate_locales(workdir: str, locales=("en-US", "de-DE", "sw-KE"), split: s
         out[locale] = {k.removeprefix("eval_"): v for k, v in figures.items()}
     with open(path, "w") as f:
         json.dump(out, f, indent=2)
+    return out
+
+
+def parse_steps(spec: str, phases: dict) -> dict:
+    """"finetune=120,stage2=100" → {phase: steps}, for phases of `phases` only."""
+    out = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        name, _, value = item.partition("=")
+        if name not in phases:
+            raise ValueError(f"--steps: unknown phase {name!r} (phases: {sorted(phases)})")
+        out[name] = int(value)
     return out
 
 

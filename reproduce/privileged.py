@@ -53,13 +53,15 @@ def main(argv=None):
     parser.add_argument("--workdir", default="workdirs/reproduce_privileged")
     parser.add_argument("--results", default="results/privileged")
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything (seconds per run)")
+    parser.add_argument("--steps", default="", help="per-phase step counts that override the scale, e.g. finetune=120")
     args = parser.parse_args(argv)
     if args.smoke:
         args.scale, args.seeds = 0.005, 1
     steps = {k: max(2, int(v * args.scale)) for k, v in
              dict(pretrain=1500, teacher_ft=800, student_ft=800, low_resource_ft=400).items()}
-    clock = common.Clock()
+    steps.update(common.parse_steps(args.steps, steps))
     work = os.path.abspath(args.workdir)
+    clock = common.Clock(work)
     os.makedirs(work, exist_ok=True)
     print(f"Privileged Students miniature: steps {steps}, seeds {args.seeds}, workdir {work}", flush=True)
 
@@ -134,7 +136,8 @@ def write_results(results, teacher_figures, steps, args, clock):
     table = [
         "# The Privileged Students in miniature (arXiv 2406.16524)", "",
         f"Produced by `python reproduce/privileged.py --scale={args.scale} --seeds={args.seeds}"
-        f"{' --pretrained=' + args.pretrained if args.pretrained else ''}` in {clock.minutes():.1f} minutes on this "
+        f"{' --pretrained=' + args.pretrained if args.pretrained else ''}"
+        f"{' --steps=' + args.steps if args.steps else ''}` in {clock.minutes():.1f} minutes on this "
         f"machine (2 CPU cores, shared). Steps: {steps}.",
         "Teacher: 4 layers × 128 (pre-LN), fine-tuned on MASSIVE en-US intent + slots; students: 2 layers × 128, the "
         "teacher's vocabulary; copies take every other teacher layer (0, 2). Task-level KD: 0.5·CE + 0.5·KD per "
