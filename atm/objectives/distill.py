@@ -65,15 +65,16 @@ def kd_per_position(student_xV: jax.Array, teacher_xV: jax.Array, kind: str, tem
 
 
 def dense_from_top_k(values_xK: jax.Array, ids_xK: jax.Array, vocab_size: int) -> tuple[jax.Array, jax.Array]:
-    """(logits_xV with the k known entries, present_xV) from top-k values and their vocabulary ids.
+    """(logits_xV with the k known entries, ABSENT elsewhere; present_xV) from top-k values and ids.
 
-    A compare against the vocabulary axis (a one-hot sum), not a scatter, so a tensor-sharded
-    vocabulary axis partitions like the MLM loss's one-hot cross-entropy."""
-    vocab = jnp.arange(vocab_size)
-    hit_xKxV = ids_xK[..., None] == vocab
-    present = hit_xKxV.any(-2)
-    logits = jnp.sum(jnp.where(hit_xKxV, values_xK[..., None].astype(jnp.float32), 0.0), -2)
-    return jnp.where(present, logits, ABSENT), present
+    A scatter into a (…, V) array: O(V + k) per position, where a one-hot compare would build
+    (…, k, V). It is a constant of the loss (no gradient flows through it)."""
+    lead = ids_xK.shape[:-1]
+    index = tuple(jnp.broadcast_to(jnp.arange(n).reshape((-1,) + (1,) * (len(lead) - i)), ids_xK.shape)
+                  for i, n in enumerate(lead)) + (ids_xK,)
+    logits = jnp.full(lead + (vocab_size,), ABSENT, jnp.float32).at[index].set(values_xK.astype(jnp.float32))
+    present = jnp.zeros(lead + (vocab_size,), bool).at[index].set(True)
+    return logits, present
 
 
 def layer_outputs(intermediates: dict, num_layers: int) -> list[jax.Array]:
