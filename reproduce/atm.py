@@ -61,7 +61,7 @@ def finetune_config(model, vocab, steps, seed, args):
     c.finetune.update(task="massive_en_us", eval_split="validation")
     c.data.update(vocab=vocab, seq_len=32)
     c.train.update(steps=steps, batch_size=32, log_every=max(1, steps // 5), eval_every=steps, eval_batches=8)
-    c.optimizer.update(learning_rate=5e-4 if model is TEACHER else 1e-3, warmup_steps=max(1, steps // 10))
+    c.optimizer.update(learning_rate=2e-3, warmup_steps=max(1, steps // 10))
     c.checkpoint.update(every=steps, keep=1)
     return c
 
@@ -100,7 +100,7 @@ def main(argv=None):
     clock.log("teacher_s2 (stage 2) done")
 
     # 3: the students, on the same text: in-domain utterances with 30% stage-1 replay
-    distill_text = dict(vocab=vocab, num_examples=400 if args.smoke else 0,
+    distill_text = dict(vocab=vocab, num_examples=400 if args.smoke else 40000,
                         replay_tasks="mlm_text_spoken_written", replay_share=0.3)
     for name, teacher in (("student_s1", "teacher_s1"), ("student_s2", "teacher_s2"), ("student_mlm", None)):
         c = pretrain_config("distill" if teacher else "mlm", STUDENT, "massive_text", steps["distill"], 32, args,

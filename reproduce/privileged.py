@@ -40,7 +40,7 @@ def finetune_config(layers, steps, seed, vocab, fraction=1.0):
     c.finetune.update(task="massive_en_us", eval_split="validation", train_fraction=fraction)
     c.data.update(vocab=vocab, seq_len=32)
     c.train.update(steps=steps, batch_size=32, log_every=max(1, steps // 5), eval_every=steps, eval_batches=8)
-    c.optimizer.update(learning_rate=5e-4, warmup_steps=max(1, steps // 10))
+    c.optimizer.update(learning_rate=2e-3, warmup_steps=max(1, steps // 10))
     c.checkpoint.update(every=steps, keep=1)
     return c
 
@@ -53,6 +53,8 @@ def main(argv=None):
     parser.add_argument("--workdir", default="workdirs/reproduce_privileged")
     parser.add_argument("--results", default="results/privileged")
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything (seconds per run)")
+    parser.add_argument("--variants", default="", help="a subset, e.g. 'random:none:100,finetuned:kl:10' "
+                        "(init:kd:data percent); default: the whole grid")
     parser.add_argument("--steps", default="", help="per-phase step counts that override the scale, e.g. finetune=120")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -88,6 +90,8 @@ def main(argv=None):
     results = {}
     variants = [(init, kd, 1.0) for init in INITS for kd in KDS] + [(init, kd, 0.1) for init in INITS
                                                                      for kd in ("none", "kl")]
+    if args.variants:
+        variants = [(i, k, int(p) / 100) for i, k, p in (v.split(":") for v in args.variants.split(","))]
     for init, kd, fraction in variants:
         for seed in range(args.seeds):
             c = finetune_config(2, steps["student_ft" if fraction == 1.0 else "low_resource_ft"], seed, vocab, fraction)
@@ -125,8 +129,10 @@ def write_results(results, teacher_figures, steps, args, clock):
     # gain of distillation (over no KD, random init) — checked per data size and KD kind.
     claims = []
     for fraction in (1.0, 0.1):
+        if not all((init, "none", fraction) in results for init in ("random", "finetuned")):
+            continue
         init_gain = mean(("finetuned", "none", fraction)) - mean(("random", "none", fraction))
-        for kd in ("kl", "mse") if fraction == 1.0 else ("kl",):
+        for kd in [k for k in ("kl", "mse") if ("random", k, fraction) in results]:
             kd_gain = mean(("random", kd, fraction)) - mean(("random", "none", fraction))
             claims.append((f"{int(fraction * 100)}% data: copy ← fine-tuned teacher gains {100 * init_gain:+.1f} "
                            f"intent-accuracy points, {KDS[kd]} gains {100 * kd_gain:+.1f}", init_gain > kd_gain))
@@ -151,12 +157,14 @@ def write_results(results, teacher_figures, steps, args, clock):
     with open(os.path.join(args.results, "table.md"), "w") as f:
         f.write("\n".join(table))
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for ax, fraction in zip(axes, (1.0, 0.1)):
-        kds = list(KDS) if fraction == 1.0 else ["none", "kl"]
+    fractions = sorted({f for _, _, f in results}, reverse=True)
+    fig, axes = plt.subplots(1, len(fractions), figsize=(6 * len(fractions), 4), squeeze=False)
+    for ax, fraction in zip(axes[0], fractions):
+        kds = [kd for kd in KDS if any((init, kd, fraction) in results for init in INITS)]
         for offset, kd in enumerate(kds):
-            means = [100 * mean((init, kd, fraction)) for init in INITS]
-            spreads = [100 * common.mean_spread(values((init, kd, fraction), "en-US", "accuracy"))[1] for init in INITS]
+            means = [100 * mean((init, kd, fraction)) if (init, kd, fraction) in results else 0.0 for init in INITS]
+            spreads = [100 * common.mean_spread(values((init, kd, fraction), "en-US", "accuracy"))[1]
+                       if (init, kd, fraction) in results else 0.0 for init in INITS]
             ax.bar([i + 0.27 * offset for i in range(len(INITS))], means, 0.27, yerr=spreads, label=KDS[kd])
         ax.axhline(100 * teacher_figures["en-US"]["accuracy"], color="k", ls="--", lw=1, label="teacher")
         ax.set_xticks([i + 0.27 for i in range(len(INITS))])
