@@ -23,6 +23,12 @@ def default_config(objective: str = "mlm") -> ml_collections.ConfigDict:
     c.seed = 0
     c.init_from = ""  # a run directory: start from its latest checkpoint's params (fresh optimizer)
     c.model = ml_collections.ConfigDict(dataclasses.asdict(EncoderConfig()))
+    # Privileged Students: start a smaller student from a teacher run's weights (atm/student_init.py).
+    c.student_init = ml_collections.ConfigDict({
+        "mode": "random",  # random | pretrained (an mlm/distill run) | finetuned (a finetune run: + task heads)
+        "teacher": "",  # the teacher's run directory
+        "layer_map": "every_other",  # every_other | first_k | last_k | uniform | explicit "0,2,5" (teacher layers)
+    })
 
     c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
 
@@ -32,6 +38,8 @@ def default_config(objective: str = "mlm") -> ml_collections.ConfigDict:
     c.data.tasks = ""  # source=tasks: "task_or_mixture[:rate],..." (python -m atm.data list)
     c.data.data_dir = ""  # source=tasks: data directory; empty: $ATM_DATA_DIR or ../shared/data
     c.data.skip_malformed = False  # skip (and count) malformed rows instead of failing
+    c.data.replay_tasks = ""  # ATM stage 2: stage-1 tasks replayed next to config.data.tasks
+    c.data.replay_share = 0.0  # share of the rows drawn from replay_tasks (ATM's rate is unverified: 0)
     c.data.spoken_share = 0.0  # share of rows turned into spoken form (ATM uses 0.7)
     c.data.whole_word_masking = False
     c.data.vocab = ""  # SentencePiece model or HF tokenizer (directory); trained into the workdir when empty
@@ -89,6 +97,14 @@ def validate(config: ml_collections.ConfigDict):
                          f"config.train.grad_accum_steps={config.train.grad_accum_steps}")
     if config.optimizer.schedule not in ("linear", "cosine", "constant"):
         raise ValueError(f"config.optimizer.schedule={config.optimizer.schedule!r}: use linear, cosine or constant")
+    if config.student_init.mode not in ("random", "pretrained", "finetuned"):
+        raise ValueError(f"config.student_init.mode={config.student_init.mode!r}: use random, pretrained or finetuned")
+    if config.student_init.mode != "random" and config.init_from:
+        raise ValueError("config.init_from and config.student_init both initialise the params; set only one")
+    if not 0.0 <= config.data.replay_share < 1.0:
+        raise ValueError(f"config.data.replay_share={config.data.replay_share} must be in [0, 1)")
+    if config.data.replay_share > 0 and not config.data.replay_tasks:
+        raise ValueError("config.data.replay_share > 0 needs config.data.replay_tasks (e.g. mlm_text_spoken_written)")
     model_config(config)  # EncoderConfig validates values
 
 

@@ -59,6 +59,13 @@ def learning_rate_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> 
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
 
 
+def step_rngs(seed: int, step) -> tuple[jax.Array, jax.Array]:
+    """(masking key, loss key) of train step `step`: the offline teacher cache
+    (`atm.distill.cache`) redraws exactly the masks the training step will draw."""
+    prepare_rng, loss_rng = jax.random.split(jax.random.fold_in(jax.random.key(seed), step))
+    return prepare_rng, loss_rng
+
+
 def weight_decay_mask(params: Any) -> Any:
     """Decay matrices only: no weight decay on LayerNorm scales/biases or any bias."""
     def decays(path, _):
@@ -130,8 +137,7 @@ class Trainer:
 
     # --- steps ------------------------------------------------------------------------------
     def _train_step_fn(self, state: TrainState, batch: dict, frozen: Any):
-        rng = jax.random.fold_in(jax.random.key(self.config.seed), state.step)
-        prepare_rng, loss_rng = jax.random.split(rng)
+        prepare_rng, loss_rng = step_rngs(self.config.seed, state.step)
         batch = self.objective.prepare(batch, prepare_rng)  # whole batch: masks ignore micro-batching
 
         def summed_loss(params, micro, r):
@@ -274,6 +280,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         step, state = 0, trainer.init_state()
         if config.init_from:
             state = initialize_from(trainer, state, config.init_from)
+        elif config.student_init.mode != "random":
+            from atm import student_init
+            state = student_init.initialize(trainer, state, config.student_init)
     write_resolved_config(config, workdir)
     total = config.train.steps
     log = atm_metrics.MetricsLog(workdir, total, resume_step=step)

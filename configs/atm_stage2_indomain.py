@@ -1,13 +1,14 @@
 """ATM stage 2, in miniature: continue MLM on in-domain assistant utterances (MASSIVE).
 
 Text: MASSIVE utterances (en-US, de-DE, sw-KE; massive_text mixture, temperature-sampled),
-already spoken-form-like (short, lower case). Stage-1 replay: `config.data.tasks` may add
-e.g. ",mlm_text:0.1" (ATM's replay rate is unverified; default none). Start from the stage-1
-weights with `config.init_from` (params only, a fresh optimizer and schedule); the run takes over
-the stage-1 vocabulary (WORKDIR/vocab.model) so the embeddings line up:
+already spoken-form-like (short, lower case). Stage-1 replay: `config.data.replay_share` of the
+rows come from `config.data.replay_tasks` (stage 1's 70/30 spoken/written WikiANN mixture; ATM's
+replay rate is unverified, default 0). `config.init_from` starts from the stage-1 weights (params
+only: a fresh optimizer and learning-rate schedule); the run takes over the stage-1 vocabulary
+(WORKDIR/vocab.model) so the embeddings line up:
 
     python -m atm.main --config=configs/atm_stage2_indomain.py --workdir=workdirs/stage2 \
-        --config.init_from=workdirs/stage1
+        --config.init_from=workdirs/stage1 [--config.data.replay_share=0.1]
 
 `:mini` (configs/atm_stage1_public.py:mini's encoder) runs 1500 steps of 32x64 tokens on 2 CPU cores.
 
@@ -24,6 +25,8 @@ def get_config(size: str = "small"):
     c.model.update(pre_layer_norm=True, vocab_size=8000, type_vocab_size=1, max_positions=128, hidden_dropout=0.1)
     c.data.source = "tasks"
     c.data.tasks = "massive_text"
+    c.data.replay_tasks = "mlm_text_spoken_written"
+    c.data.replay_share = 0.0
     c.data.num_examples = 0
     c.data.spoken_share = 0.0  # utterances are in-domain spoken text already
     c.data.vocab_size = 8000

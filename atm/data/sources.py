@@ -5,7 +5,8 @@ Sources (`config.data.source`):
   text_files  one example per line, comma-separated globs in `config.data.files`
   tasks       registered tasks/mixtures (`python -m atm.data list`) with rates, e.g.
               "mlm_text:0.8,tydiqa_goldp:0.1,xnli:0.1"; mixtures expand into their members'
-              rates (temperature sampling, alpha in atm/data/tasks.py). The MLM text of a row is
+              rates (temperature sampling, alpha in atm/data/tasks.py). `config.data.replay_tasks`
+              with `replay_share` mixes stage-1 text into stage 2 (`with_replay`). The MLM text of a row is
               its text, the premise of an NLI pair, or the (deduplicated) context of a QA row.
 `config.data.spoken_share` turns that share of the stream into ATM's spoken form.
 When `config.data.vocab` is empty a SentencePiece model is trained on the training text
@@ -84,6 +85,20 @@ def parse_task_rates(spec: str) -> dict[str, float]:
     return rates
 
 
+def with_replay(tasks: str, replay_tasks: str, replay_share: float) -> str:
+    """ATM stage 2 with replay: `tasks` keep 1 − share of the rate, `replay_tasks` (stage 1's) get `share`,
+    each side's own rates normalised first. Returns the combined "name:rate,..." spec."""
+    if replay_share <= 0:
+        return tasks
+    main, replay = parse_task_rates(tasks), parse_task_rates(replay_tasks)
+    combined: dict[str, float] = {}
+    for rates, share in ((main, 1.0 - replay_share), (replay, replay_share)):
+        total = sum(rates.values())
+        for name, rate in rates.items():
+            combined[name] = combined.get(name, 0.0) + share * rate / total
+    return ",".join(f"{name}:{rate!r}" for name, rate in combined.items())
+
+
 def mixed_task_texts(spec: str, root: str, total: int, seed: int, skip_malformed: bool) -> tuple[Texts, int]:
     """A deterministic sample of `total` rows (0: as many rows as the tasks have) at the tasks' rates.
 
@@ -128,7 +143,8 @@ def load_texts(data_config) -> tuple[Texts, int]:
         root = tasks.data_dir(data_config.data_dir or None)
         if not os.path.isdir(root):
             raise FileNotFoundError(f"data directory {root} does not exist (config.data.data_dir or ATM_DATA_DIR)")
-        return mixed_task_texts(data_config.tasks, root, data_config.num_examples, 1234, data_config.skip_malformed)
+        spec = with_replay(data_config.tasks, data_config.replay_tasks, data_config.replay_share)
+        return mixed_task_texts(spec, root, data_config.num_examples, 1234, data_config.skip_malformed)
     raise ValueError(f"config.data.source={data_config.source!r}: use 'synthetic', 'text_files' or 'tasks'")
 
 

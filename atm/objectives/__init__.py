@@ -119,4 +119,4 @@ def names() -> list[str]:
 
 def _import_builtin():
     # Importing the modules registers them.
-    from atm.objectives import finetune, mlm  # noqa: F401
+    from atm.objectives import distill, finetune, mlm  # noqa: F401

@@ -11,6 +11,18 @@ decodes each word's tag from its first subword and reports the field's metrics
 SemER, sequence accuracy; for QA the answer text read back from every window of a question
 (`atm.data.qa.best_answer`) scored with the official SQuAD EM/F1. `config.init_from = RUN_DIR`
 starts the encoder from a pretrained run.
+
+Task-level distillation (The Privileged Students; `config.finetune.teacher = RUN_DIR`, a fine-tuned
+run on the same task and labels): every head's loss becomes
+
+    (1 − kd_alpha)·CE(gold) + kd_alpha·L_KD(teacher head logits, student head logits)
+
+with L_KD = τ²·KL or MSE on logits (`kd_loss`): per example for sequence heads (intent, sentence,
+pair), averaged over the labelled tokens for token heads (slots, NER) and over start and end (each a
+distribution over the window's real positions) for QA span heads, like the CE. The paper writes
+α·CE + (1−α)·L_KD: its α is 1 − kd_alpha. The teacher (its own size, the same vocabulary) runs
+frozen and sharded inside the student's step, as in `atm/objectives/distill.py`.
+`config.student_init` copies its weights.
 """
 from __future__ import annotations
 
@@ -25,6 +37,7 @@ from atm.data import labelled, qa
 from atm.data.sources import load_vocab
 from atm.models.heads import EncoderWithHeads
 from atm.objectives import Objective, register
+from atm.objectives.distill import kd_per_position
 from atm.objectives.mlm import cross_entropy, encoder_flops_per_token
 
 IGNORE = labelled.IGNORE
@@ -40,11 +53,9 @@ def heads_for(kind: str, label_names: dict) -> tuple[tuple[str, str, int], ...]:
     return (("label", "sequence", len(label_names["label"])),)
 
 
-def _token_ce(logits_BxLxC, labels_BxL):
-    """Per-example mean CE over labelled tokens."""
-    valid = labels_BxL != IGNORE
-    nll = cross_entropy(logits_BxLxC, jnp.where(valid, labels_BxL, 0)) * valid
-    return nll.sum(-1) / jnp.maximum(valid.sum(-1), 1)
+def _token_mean(per_token_BxL, valid_BxL):
+    """Per-example mean over the labelled tokens."""
+    return (per_token_BxL * valid_BxL).sum(-1) / jnp.maximum(valid_BxL.sum(-1), 1)
 
 
 @register
@@ -60,6 +71,13 @@ class FineTune(Objective):
             "token_loss_weight": 1.0,  # weight of the slot/tag loss next to the sequence loss
             # Keep only the [CLS] heads (MASSIVE intents alone): NarrowBERT then runs on S = [CLS] only.
             "sequence_heads_only": False,
+            # Low-resource runs: keep this share of the training rows (a fixed, seeded subset; 1 = all).
+            "train_fraction": 1.0,
+            # Task-level distillation from a fine-tuned teacher run (same task and labels); "" = none.
+            "teacher": "",
+            "kd_alpha": 0.5,  # weight of the distillation term; 1 − kd_alpha weighs the gold labels [unverified]
+            "kd_temperature": 2.0,  # τ for kd_loss=kl [unverified]
+            "kd_loss": "kl",  # kl | mse (on the head logits)
             # Tasks with a single labelled split (XNLI dev here) are split by labelled.in_holdout:
             # "train" is the rest, "validation"/"test" the held-out share.
             "holdout_fraction": 0.2,
@@ -81,6 +99,11 @@ class FineTune(Objective):
         if ft.squad_version not in (1, 2):
             raise ValueError(f"config.finetune.squad_version={ft.squad_version!r} must be 1 or 2")
         train = labelled.load_split(ft, "train", vocab, data_dir, data.skip_malformed, data.seq_len)
+        if not 0.0 < ft.train_fraction <= 1.0:
+            raise ValueError(f"config.finetune.train_fraction={ft.train_fraction} must be in (0, 1]")
+        if ft.train_fraction < 1.0:  # the same blake2b rule as the holdout, with its own seed
+            train.examples = [ex for i, ex in enumerate(train.examples)
+                              if labelled.in_holdout(i, ft.train_fraction, f"train_fraction:{ft.holdout_seed}")]
         evaluation = labelled.load_split(ft, ft.eval_split, vocab, data_dir, data.skip_malformed, data.seq_len)
         if evaluation.label_names != train.label_names:
             raise ValueError("config.finetune: train and eval splits disagree on the label inventory")
@@ -108,6 +131,42 @@ class FineTune(Objective):
                                  f"({self.kind}) has no sequence head")
         self.train_model = EncoderWithHeads(self.model_cfg, self.heads, deterministic=False)
         self.eval_model = EncoderWithHeads(self.model_cfg, self.heads, deterministic=True)
+        self.teacher_run = self.teacher_model = None
+        if config.finetune.teacher:
+            self._load_teacher(config.finetune)
+
+    def _load_teacher(self, ft):
+        from atm.distill import teacher as teacher_lib
+
+        key = "config.finetune.teacher"
+        if ft.kd_loss not in ("kl", "mse"):
+            raise ValueError(f"config.finetune.kd_loss={ft.kd_loss!r}: use kl or mse")
+        if not 0.0 <= ft.kd_alpha <= 1.0 or ft.kd_temperature <= 0:
+            raise ValueError(f"config.finetune.kd_alpha={ft.kd_alpha} must be within [0, 1] and "
+                             f"config.finetune.kd_temperature={ft.kd_temperature} > 0")
+        run = teacher_lib.load_run(ft.teacher, key, ("finetune",))
+        teacher_lib.check_same_vocabulary(run, self.vocab, key)
+        for name, _, num_classes in self.heads:
+            if name not in run.params:
+                raise ValueError(f"{key}={run.directory!r} has no {name!r} head (its heads: "
+                                 f"{sorted(set(run.params) - {'encoder'})}); fine-tune it on this task first")
+            theirs = run.params[name]["classifier"]["kernel"].shape[-1]
+            if theirs != num_classes:
+                raise ValueError(f"{key}: the teacher's {name!r} head has {theirs} classes but this task has "
+                                 f"{num_classes}; the teacher must be fine-tuned on the same labels")
+        self.teacher_run = run
+        self.teacher_model = EncoderWithHeads(run.model_config(self.model_cfg.dtype), self.heads, deterministic=True)
+
+    def frozen_params(self, mesh):
+        from atm.distill import teacher as teacher_lib
+
+        if self.teacher_model is None:
+            return {}
+        ids = jnp.zeros((1, self.seq_len), jnp.int32)
+        frozen = teacher_lib.shard_params(self.teacher_model, self.teacher_run.params, (ids, ids, ids, ids), mesh,
+                                          "config.finetune.teacher")
+        self.teacher_run.params = None  # the host copy is no longer needed
+        return frozen
 
     def example_batch(self, batch_size):
         shape = (batch_size, self.seq_len)
@@ -119,10 +178,16 @@ class FineTune(Objective):
         return batch
 
     def _logits(self, params, batch, rng, train):
-        model = self.train_model if train else self.eval_model
-        token_types = batch["token_types"] if self.model_cfg.type_vocab_size > 1 else None
+        return self._apply(self.train_model if train else self.eval_model, params, batch, rng)
+
+    def _teacher_logits(self, frozen, batch):
+        return None if self.teacher_model is None else self._apply(self.teacher_model, frozen, batch)
+
+    def _apply(self, model, params, batch, rng=None):
+        """{head: logits} of `model` (the student's or the teacher's)."""
+        token_types = batch["token_types"] if model.cfg.type_vocab_size > 1 else None
         logits = model.apply({"params": params}, batch["input_ids"], batch["segment_ids"], batch["positions"],
-                             token_types, rngs={"dropout": rng})
+                             token_types, rngs={"dropout": rng} if rng is not None else {})
         for name, kind, _ in self.heads:
             if kind == "span":  # padding is never an answer boundary
                 logits[name] = jnp.where((batch["segment_ids"] > 0)[..., None], logits[name], -1e4)
@@ -132,29 +197,52 @@ class FineTune(Objective):
         return self.eval_model.init(rng, batch["input_ids"], batch["segment_ids"], batch["positions"])["params"]
 
     def loss(self, params, frozen, batch, rng, train):
-        return self._loss_from_logits(self._logits(params, batch, rng, train), batch)
+        return self._loss_from_logits(self._logits(params, batch, rng, train), batch,
+                                      self._teacher_logits(frozen, batch))
 
-    def _loss_from_logits(self, logits, batch):
+    def _loss_from_logits(self, logits, batch, teacher_logits=None):
+        """Summed loss over the batch: per head CE, or (1 − kd_alpha)·CE + kd_alpha·KD with a teacher."""
+        ft = self.config.finetune
         w = batch["example_weight"]
-        per_example = jnp.zeros_like(w)
+        per_example, kd_per_example = jnp.zeros_like(w), jnp.zeros_like(w)
         sums = {"weight": w.sum()}
+
+        def kd(student, teacher, present=None):
+            return kd_per_position(student, teacher, ft.kd_loss, ft.kd_temperature, present)
         for name, kind, _ in self.heads:
+            teacher = None if teacher_logits is None else teacher_logits[name]
+            head_weight, kd_loss = 1.0, None
             if kind == "sequence":
-                per_example = per_example + cross_entropy(logits[name], batch["label"])
+                gold = cross_entropy(logits[name], batch["label"])
+                if teacher is not None:
+                    kd_loss = kd(logits[name], teacher)
                 correct = (jnp.argmax(logits[name], -1) == batch["label"]).astype(jnp.float32)
                 sums["accuracy"] = (correct * w).sum()
-            elif kind == "span":
+            elif kind == "span":  # start and end: distributions over the window's positions
                 start_BxL, end_BxL = logits[name][..., 0], logits[name][..., 1]
-                per_example = per_example + 0.5 * (cross_entropy(start_BxL, batch["start_position"])
-                                                   + cross_entropy(end_BxL, batch["end_position"]))
+                gold = 0.5 * (cross_entropy(start_BxL, batch["start_position"])
+                              + cross_entropy(end_BxL, batch["end_position"]))
+                if teacher is not None:
+                    real_BxL = batch["segment_ids"] > 0
+                    kd_loss = 0.5 * (kd(start_BxL, teacher[..., 0], real_BxL) + kd(end_BxL, teacher[..., 1], real_BxL))
             else:
-                per_example = per_example + self.config.finetune.token_loss_weight * _token_ce(
-                    logits[name], batch["token_labels"])
+                valid = batch["token_labels"] != IGNORE
+                gold = _token_mean(cross_entropy(logits[name], jnp.where(valid, batch["token_labels"], 0)), valid)
+                if teacher is not None:
+                    kd_loss = _token_mean(kd(logits[name], teacher), valid)
+                head_weight = ft.token_loss_weight
+            if kd_loss is None:
+                per_example = per_example + head_weight * gold
+            else:
+                per_example = per_example + head_weight * ((1.0 - ft.kd_alpha) * gold + ft.kd_alpha * kd_loss)
+                kd_per_example = kd_per_example + head_weight * kd_loss
+        if teacher_logits is not None:
+            sums["kd_loss"] = (kd_per_example * w).sum()
         return (per_example * w).sum(), sums
 
     def eval_outputs(self, params, frozen, batch, rng):
         logits = self._logits(params, batch, rng, False)
-        loss_sum, sums = self._loss_from_logits(logits, batch)
+        loss_sum, sums = self._loss_from_logits(logits, batch, self._teacher_logits(frozen, batch))
         # Span heads keep their logits: answers are read back over all windows of a question.
         outputs = {f"pred_{name}": logits[name] if kind == "span" else jnp.argmax(logits[name], -1)
                    for name, kind, _ in self.heads}
@@ -164,6 +252,8 @@ class FineTune(Objective):
         """Metrics over the whole eval pass; word tags are read off each word's first subword."""
         weight = max(sum(float(o["weight"]) for o in outputs), 1.0)
         report = {"loss": sum(float(o["loss"]) for o in outputs) / weight}
+        if "kd_loss" in outputs[0]:
+            report["kd_loss"] = sum(float(o["kd_loss"]) for o in outputs) / weight
         if self.kind == "qa":
             return {**report, **self._squad_metrics(outputs, batches, eval_data)}
         sequence_head = next((f"pred_{n}" for n, kind, _ in self.heads if kind == "sequence"), None)
@@ -216,4 +306,8 @@ class FineTune(Objective):
 
     def flops_per_token(self):
         sequence_only = all(kind == "sequence" for _, kind, _ in self.heads)  # S = [CLS] (heads.query_positions)
-        return encoder_flops_per_token(self.model_cfg, self.seq_len, 0.0, 1 if sequence_only else None)
+        queries = 1 if sequence_only else None
+        student = encoder_flops_per_token(self.model_cfg, self.seq_len, 0.0, queries)
+        if self.teacher_model is None:
+            return student
+        return student + encoder_flops_per_token(self.teacher_model.cfg, self.seq_len, 0.0, queries) / 3  # forward only

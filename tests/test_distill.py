@@ -1,0 +1,163 @@
+"""MLM distillation: the KD loss, online vs offline teacher logits, sharded vs one device, clear errors."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from atm import objectives, sharding, train
+from atm.config import default_config
+from atm.data import sources
+from atm.data.vocab import train_sentencepiece
+from atm.distill import cache as cache_lib
+from atm.objectives.distill import dense_from_top_k, kd_per_position
+from helpers import apply_overrides, tiny_config
+
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    """A tiny MLM teacher run (2 layers × 64)."""
+    workdir = tmp_path_factory.mktemp("teacher")
+    train.train_and_evaluate(tiny_config(**{"train.steps": 2, "checkpoint.every": 2, "train.eval_every": 2}),
+                             str(workdir))
+    return str(workdir)
+
+
+def distill_config(teacher, **overrides):
+    """A distill config on the teacher's stream: a 2 × 32 student (a quarter of the teacher's width² )."""
+    tiny = tiny_config()
+    c = default_config("distill")
+    for section in ("data", "train", "optimizer", "checkpoint"):
+        c[section].update(tiny[section].to_dict())
+    c.model.update(tiny.model.to_dict())
+    c.model.update(hidden_size=32, num_heads=4, ffn_size=64)
+    c.train.update(steps=STEPS, eval_every=STEPS, eval_batches=2)
+    c.distill.teacher = teacher
+    return apply_overrides(c, overrides)
+
+
+def run_distill(config, workdir, devices=None):
+    """(per-step losses, final params) of `config.train.steps` in-process steps on a mesh over `devices`."""
+    mesh = sharding.make_mesh(config.mesh, devices)
+    objective_cls = objectives.get(config.objective)
+    vocab, train_data, _, _ = objective_cls.build_data(config, workdir)
+    trainer = train.Trainer(config, objective_cls(config, vocab, train_data), mesh)
+    state = trainer.init_state()
+    losses = []
+    for step in range(config.train.steps):
+        state, metrics = trainer.train_step(state, trainer.global_batch(train_data.batch(step)))
+        losses.append(float(metrics["loss"]))
+    return np.array(losses), jax.device_get(state.params)
+
+
+@pytest.mark.parametrize("kind", ["kl", "mse"])
+def test_kd_loss_is_zero_for_equal_logits_and_its_gradient_matches_finite_differences(kind):
+    rng = np.random.default_rng(0)
+    teacher = jnp.asarray(rng.normal(size=(3, 7)) * 2, jnp.float32)
+    np.testing.assert_allclose(kd_per_position(teacher, teacher, kind, 2.0), 0.0, atol=1e-6)
+    student = np.asarray(rng.normal(size=(3, 7)), np.float64)
+
+    def total(s):
+        return float(jnp.sum(kd_per_position(jnp.asarray(s, jnp.float32), teacher, kind, 2.0)))
+    grad = np.asarray(jax.grad(lambda s: jnp.sum(kd_per_position(s, teacher, kind, 2.0)))(
+        jnp.asarray(student, jnp.float32)))
+    eps = 1e-2
+    for index in [(0, 0), (1, 3), (2, 6)]:
+        up, down = student.copy(), student.copy()
+        up[index] += eps
+        down[index] -= eps
+        numeric = (total(up) - total(down)) / (2 * eps)
+        assert abs(numeric - grad[index]) < 2e-3 * max(1.0, abs(numeric)), (index, numeric, grad[index])
+
+
+def test_top_k_with_the_whole_vocabulary_is_the_dense_loss():
+    rng = np.random.default_rng(1)
+    student, teacher = (jnp.asarray(rng.normal(size=(2, 4, 11)), jnp.float32) for _ in range(2))
+    values, ids = jax.lax.top_k(teacher, 11)
+    dense, present = dense_from_top_k(values, ids, 11)
+    np.testing.assert_array_equal(np.asarray(dense), np.asarray(teacher))
+    for kind in ("kl", "mse"):
+        np.testing.assert_allclose(kd_per_position(student, dense, kind, 2.0, present),
+                                   kd_per_position(student, teacher, kind, 2.0), rtol=1e-5, atol=1e-6)
+    # top-3: the teacher distribution is renormalised over its 3 kept entries
+    values, ids = jax.lax.top_k(teacher, 3)
+    _, present = dense_from_top_k(values, ids, 11)
+    assert int(present.sum()) == 2 * 4 * 3
+
+
+def test_student_equal_to_teacher_has_zero_kd_and_hidden_loss(teacher_dir, tmp_path):
+    config = distill_config(teacher_dir, **{"distill.hidden_weight": 1.0, "distill.layer_map": "first_k"})
+    config.model.update(tiny_config().model.to_dict())  # the teacher's own shape
+    objective_cls = objectives.get("distill")
+    vocab, train_data, _, _ = objective_cls.build_data(config, str(tmp_path))
+    objective = objective_cls(config, vocab, train_data)
+    trainer = train.Trainer(config, objective, sharding.make_mesh(config.mesh, jax.devices()[:1]))
+    assert objective.projection is None  # same width: the identity
+    teacher_params = jax.device_get(trainer.frozen)
+    out = trainer.eval_outputs(teacher_params, trainer.global_batch(train_data.batch(0)))
+    weight = float(out["weight"])
+    assert weight > 0
+    assert abs(float(out["kd_loss"])) / weight < 1e-5
+    assert abs(float(out["hidden_loss"])) / weight < 1e-9
+    np.testing.assert_allclose(float(out["loss"]), 0.5 * float(out["mlm_loss"]) + float(out["hidden_loss"]),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_distillation_step_on_8_devices_equals_one_device(teacher_dir, tmp_path):
+    # Teacher and student (with the hidden-state projection, widths 64 vs 32) sharded data×fsdp×tensor.
+    overrides = {"distill.hidden_weight": 0.5, "model.hidden_dropout": 0.1}
+    one, one_params = run_distill(distill_config(teacher_dir, **overrides), str(tmp_path / "one"), jax.devices()[:1])
+    config = distill_config(teacher_dir, **overrides)
+    config.mesh.update(data=2, fsdp=2, tensor=2)
+    eight, eight_params = run_distill(config, str(tmp_path / "eight"))
+    np.testing.assert_allclose(eight, one, rtol=1e-5)
+    assert "distill_projection" in one_params
+    assert one[-1] < one[0]
+
+
+def test_offline_top_k_cache_reproduces_the_online_run(teacher_dir, tmp_path):
+    config = distill_config(teacher_dir)
+    meta = cache_lib.write(config, teacher_dir, str(tmp_path / "cache"), top_k=config.model.vocab_size)
+    assert meta["steps"] == STEPS and meta["eval_batches"] == 2
+    online, _ = run_distill(config, str(tmp_path / "online"), jax.devices()[:1])
+    # the offline run goes through the whole loop (8 devices, evaluation included)
+    offline_config = distill_config("", **{"distill.cache": str(tmp_path / "cache"), "train.log_every": 1})
+    summary = train.train_and_evaluate(offline_config, str(tmp_path / "offline"))
+    with open(tmp_path / "offline" / "metrics.jsonl") as f:
+        offline = [r["loss"] for r in map(json.loads, f) if "loss" in r]
+    np.testing.assert_allclose(offline, online, atol=1e-3)
+    assert summary["eval_kd_loss"] > 0
+
+    # a run on another stream (seed) or longer than the cache is refused before training
+    with pytest.raises(ValueError, match="another stream: data_fingerprint"):
+        run_distill(distill_config("", **{"distill.cache": str(tmp_path / "cache"), "seed": 1}), str(tmp_path / "x"))
+    with pytest.raises(ValueError, match="holds 3 steps"):
+        run_distill(distill_config("", **{"distill.cache": str(tmp_path / "cache"), "train.steps": 4}),
+                    str(tmp_path / "y"))
+
+
+def test_a_different_vocabulary_is_a_clear_error(teacher_dir, tmp_path):
+    other = train_sentencepiece(["ein anderes vokabular mit anderen wörtern"] * 50 + ["hello there"] * 50, 60,
+                                str(tmp_path / "other"))
+    config = distill_config(teacher_dir, **{"data.vocab": other.path})
+    with pytest.raises(ValueError, match="vocabulary .* differ; set config.data.vocab="):
+        run_distill(config, str(tmp_path / "run"), jax.devices()[:1])
+    with pytest.raises(ValueError, match="config.distill.loss='kd'"):
+        run_distill(distill_config(teacher_dir, **{"distill.loss": "kd"}), str(tmp_path / "run2"), jax.devices()[:1])
+    with pytest.raises(FileNotFoundError, match="config.distill.teacher=.*no config.json"):
+        run_distill(distill_config(str(tmp_path / "nowhere")), str(tmp_path / "run3"), jax.devices()[:1])
+
+
+def test_replay_share_mixes_stage1_text_into_stage2():
+    spec = sources.with_replay("massive_text", "mlm_text:0.7,xnli:0.3", 0.1)
+    rates = sources.parse_task_rates(spec)
+    assert rates == pytest.approx({"massive_text": 0.9, "mlm_text": 0.07, "xnli": 0.03})
+    assert sources.with_replay("massive_text", "mlm_text", 0.0) == "massive_text"
+    config = default_config("mlm")
+    config.data.replay_share = 0.2
+    with pytest.raises(ValueError, match="replay_share > 0 needs config.data.replay_tasks"):
+        from atm.config import validate
+        validate(config)
