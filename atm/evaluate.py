@@ -39,12 +39,15 @@ def expand_tasks(task: str) -> list[str]:
 
 
 def _load_config(workdir: str):
-    import ml_collections
+    from atm import config as atm_config
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"--workdir={workdir}: no config.json (is it a training run directory?)")
     with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+        saved = json.load(f)
+    # Over today's defaults, so a run saved before a config key existed still evaluates.
+    config = atm_config.default_config(saved.get("objective", "mlm"))
+    config.update(saved)
     if config.objective != "finetune":
         raise ValueError(f"--workdir={workdir} is a {config.objective!r} run; atm.evaluate evaluates finetune runs")
     kept = os.path.join(workdir, "vocab.model")  # every run keeps its vocabulary here
