@@ -14,7 +14,7 @@ inference reads [CLS] only (S = [CLS]). The baseline BERT also computes its MLM 
 masked slots. Prints one JSON line per arrangement with speedup_train and speedup_infer (median step
 times; *_best_step from the fastest steps) and flops_ratio_* (the analytic FLOP ratio).
 Expected (2 shared CPU cores, load ~9, 2026-11-22, narrow attention folded; docs/benchmarks.md
-"NarrowBERT"): small 1sf:3sf 1.48x train, 2.87x infer (FLOP bounds 1.82x / 3.89x); base 2sf:10sf
+"NarrowBERT"): small 1sf:3sf 1.65x train, 3.04x infer (FLOP bounds 1.82x / 3.89x); base 2sf:10sf
 2.38x train, 4.00x infer (bounds 2.38x / 5.88x).
 """
 import ml_collections
