@@ -94,11 +94,68 @@ def test_query_set_rows_equal_the_all_positions_model(arrangement, remat):
         assert np.abs(everywhere - _encode(BASE, params)).max() > 1e-2
 
 
-def _mlm(arrangement: str):
+def _encode_train(cfg, params, queries, rng):
+    ids, segments, _ = _inputs()
+    return Encoder(cfg, deterministic=False).apply({"params": params["encoder"]}, ids, segments, None, None,
+                                                   queries, rngs={"dropout": rng})
+
+
+@pytest.mark.parametrize("pre_ln, num_queries, attention_dropout, remat", [
+    (False, 1, 0.0, "none"), (False, M, 0.0, "none"), (True, 1, 0.0, "none"), (True, M, 0.0, "none"),
+    (False, M, 0.3, "none"), (True, 1, 0.0, "full")],
+    ids=["post_ln-cls", "post_ln-slots", "pre_ln-cls", "pre_ln-slots", "post_ln-slots-attention_dropout",
+         "pre_ln-cls-remat"])
+def test_folded_narrow_attention_equals_unfolded(pre_ln, num_queries, attention_dropout, remat):
+    """W_K, W_V folded into the queries: the same outputs and gradients as projecting K, V over all of H,
+    on padded and packed rows, with [CLS] only and with several queries, with attention dropout."""
+    cfg = dataclasses.replace(BASE, arrangement="1sf:1sf", pre_layer_norm=pre_ln,
+                              attention_dropout=attention_dropout, remat_policy=remat)
+    assert narrow.folds_attention(cfg, num_queries, L)  # "auto" folds at these shapes
+    folded, unfolded = (dataclasses.replace(cfg, narrow_attention=a) for a in ("auto", "unfolded"))
+    params = _params(cfg)
+    queries = _inputs()[2][:, :num_queries]
+    rng = jax.random.key(3)
+    weights = jax.random.normal(jax.random.key(4), (B, num_queries, BASE.hidden_size))
+
+    def output_and_grads(c):
+        def loss(p):
+            out = _encode_train(c, p, queries, rng)
+            return (weights * out).sum(), out
+        return jax.jit(jax.grad(loss, has_aux=True))(params)
+
+    (got_grads, got), (want_grads, want) = output_and_grads(folded), output_and_grads(unfolded)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for (path, g), w in zip(jax.tree_util.tree_leaves_with_path(got_grads), jax.tree_util.tree_leaves(want_grads)):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5, err_msg=jax.tree_util.keystr(path))
+    # The narrow layer's key bias cancels in the softmax: folded, it is not read at all.
+    assert float(jnp.abs(got_grads["encoder"]["layer_1"]["attention"]["key"]["bias"]).max()) == 0.0
+
+
+def test_fold_rule_and_its_flops():
+    small = EncoderConfig(num_layers=4, hidden_size=256, num_heads=4, ffn_size=1024, arrangement="1sf:3sf")
+    base = EncoderConfig(num_layers=12, hidden_size=768, num_heads=12, ffn_size=3072, arrangement="2sf:10sf")
+    assert narrow.folds_attention(small, 1, 128) and narrow.folds_attention(small, 19, 128)
+    assert narrow.folds_attention(base, 1, 512) and not narrow.folds_attention(base, 77, 512)
+    assert not narrow.folds_attention(small, 128, 128)  # S = every position
+    assert narrow.folds_attention(dataclasses.replace(small, narrow_attention="folded"), 128, 128)
+    assert not narrow.folds_attention(dataclasses.replace(small, narrow_attention="unfolded"), 1, 128)
+    with pytest.raises(ValueError, match="narrow_attention"):
+        dataclasses.replace(small, narrow_attention="yes")
+    d, n, f = 256, 128, 1024
+    full = 2 * (4 * d * d * n) + 4 * n * n * d + 4 * d * f * n
+    cls_folded = 8 * d * d + 4 * 4 * n * d + 4 * d * f
+    assert narrow.stack_forward_flops(small, n, 1) == pytest.approx(full + 3 * cls_folded)
+    unfolded = dataclasses.replace(small, narrow_attention="unfolded")
+    cls_unfolded = 4 * d * d + 4 * d * d * n + 4 * n * d + 4 * d * f
+    assert narrow.stack_forward_flops(unfolded, n, 1) == pytest.approx(full + 3 * cls_unfolded)
+    assert narrow.stack_forward_flops(small, n, None) == pytest.approx(4 * full)
+
+
+def _mlm(arrangement: str, narrow_attention: str = "auto"):
     from helpers import tiny_config
 
     config = tiny_config(**{"model.arrangement": arrangement, "model.num_layers": 2, "model.hidden_dropout": 0.1,
-                            "train.batch_size": 4})
+                            "model.narrow_attention": narrow_attention, "train.batch_size": 4})
     objective = MaskedLM(config, BenchVocabulary(config.model.vocab_size))
     keys = tuple(objective.example_batch(config.train.batch_size))
     batch = {k: jnp.asarray(v) for k, v in random_batch(objective.vocab, 4, config.data.seq_len, 0, keys).items()}
@@ -126,15 +183,19 @@ def test_mlm_loss_with_all_layers_full_equals_bert():
     assert abs(float(_loss("2s:2f", params, batch, False)[0]) - bert_eval) > 1e-4
 
 
-@pytest.mark.parametrize("arrangement", ["1sf:1sf", "2s:2f"])
-def test_gradients_reach_every_parameter_in_pretraining(arrangement):
-    objective, batch, params = _mlm(arrangement)
+@pytest.mark.parametrize("arrangement, attention", [("1sf:1sf", "unfolded"), ("1sf:1sf", "folded"),
+                                                    ("2s:2f", "auto")])
+def test_gradients_reach_every_parameter_in_pretraining(arrangement, attention):
+    objective, batch, params = _mlm(arrangement, attention)
     grads = jax.jit(jax.grad(lambda p: objective.loss(p, {}, batch, jax.random.key(2), True)[0]))(params)
     norms = {jax.tree_util.keystr(path): float(jnp.abs(g).max())
              for path, g in jax.tree_util.tree_leaves_with_path(grads)}
     assert len(norms) == len(jax.tree_util.tree_leaves(params))
     assert all(np.isfinite(v) for v in norms.values())
-    assert [k for k, v in norms.items() if v == 0.0] == []
+    # The key bias shifts every score of a query equally, so the softmax cancels it: its gradient is
+    # zero in any attention (unfolded, only rounding makes it nonzero) and the folded form drops it.
+    unused = ["['encoder']['layer_1']['attention']['key']['bias']"] if attention == "folded" else []
+    assert [k for k, v in norms.items() if v == 0.0] == unused
 
 
 def test_bert_checkpoint_loads_into_narrowbert_and_back():

@@ -29,7 +29,8 @@ from atm.models.encoder import EncoderConfig
 IMPORT_RECORD = "hf_import.json"
 TOKENIZER_DIR = "tokenizer"
 # Model fields a run may choose freely; every other field is the checkpoint's shape and numerics.
-RUNTIME_FIELDS = ("dtype", "param_dtype", "attention_impl", "remat_policy", "hidden_dropout", "attention_dropout")
+RUNTIME_FIELDS = ("dtype", "param_dtype", "attention_impl", "remat_policy", "hidden_dropout", "attention_dropout",
+                  "narrow_attention")
 
 
 def _copy_tokenizer(source: str, target: str) -> list[str]:

@@ -31,6 +31,7 @@ REMAT_POLICIES = {
     "dots": jax.checkpoint_policies.checkpoint_dots,
     "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
+NARROW_ATTENTION = ("auto", "folded", "unfolded")  # see atm/models/narrow.py folds_attention
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -60,6 +61,9 @@ class EncoderConfig:
     # NarrowBERT layer arrangement, e.g. "2sf:10sf" or ContextFirst "12s:12f" (atm/models/narrow.py);
     # "" keeps all layers full. Narrow layers reuse the full layers' parameters.
     arrangement: str = ""
+    # Narrow layers' attention: "auto" folds W_K, W_V into the queries when that is cheaper
+    # (`narrow.folds_attention`), "folded" / "unfolded" force it. The same function and parameters.
+    narrow_attention: str = "auto"
 
     def __post_init__(self):
         checks = {
@@ -68,6 +72,7 @@ class EncoderConfig:
             "remat_policy": (self.remat_policy, REMAT_POLICIES),
             "dtype": (self.dtype, DTYPES),
             "param_dtype": (self.param_dtype, DTYPES),
+            "narrow_attention": (self.narrow_attention, NARROW_ATTENTION),
         }
         for key, (value, valid) in checks.items():
             if value not in valid:
@@ -146,14 +151,54 @@ def dot_product_attention(q_BxLxNxH, k_BxSxNxH, v_BxSxNxH, mask_Bx1xLxS, *, impl
                                         implementation=None if impl == "jax" else impl)
 
 
+def folded_attention(q_BxMxNxH: Array, kv_BxSxD: Array, mask_Bx1xMxS: Array, key_kernel_DxNxH: Array,
+                     value_kernel_DxNxH: Array, value_bias_NxH: Array, *, dropout_rate: float = 0.0,
+                     dropout_rng: Array | None = None) -> Array:
+    """Attention of a few queries over kv = H with W_K, W_V folded into the queries (no K, V of all S tokens).
+
+    Per head h: scores = (H W_K,h + b_K,h) q_h = H (W_K,h q_h) + b_K,h·q_h. The b_K,h·q_h term is the
+    same for every key, so the softmax cancels it: it is dropped, exactly (b_K gets no gradient here,
+    and in the unfolded form its gradient is zero up to rounding). Then context_h = Σ_j a_hj V_hj =
+    (a_h^T H) W_V,h + (Σ_j a_hj) b_V,h, with Σ_j a_hj = 1 unless attention dropout rescaled a.
+    Cost per sequence: 4·M·D² (folding the queries, unfolding the context) + 4·M·N·S·D, instead of
+    4·S·D² (K and V) + 4·M·S·D. Same scaling, mask and dropout as `dot_product_attention`'s einsum form.
+    """
+    dtype = q_BxMxNxH.dtype
+    scale = q_BxMxNxH.shape[-1] ** -0.5
+    kv_BxSxD = kv_BxSxD.astype(dtype)
+    qk_BxMxNxD = jnp.einsum("bmnh,dnh->bmnd", q_BxMxNxH * scale, key_kernel_DxNxH.astype(dtype))
+    qk_BxMxNxD = nn.with_logical_constraint(qk_BxMxNxD, ("act_batch", "act_length", "act_heads", "act_embed"))
+    logits = jnp.einsum("bmnd,bsd->bnms", qk_BxMxNxD, kv_BxSxD).astype(jnp.float32)
+    logits = jnp.where(mask_Bx1xMxS, logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1)
+    dropped = dropout_rate > 0.0 and dropout_rng is not None
+    if dropped:  # the einsum form's mask: same shape (B, N, M, S), same rng
+        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
+        probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
+    pooled_BxMxNxD = jnp.einsum("bnms,bsd->bmnd", probs.astype(dtype), kv_BxSxD)
+    pooled_BxMxNxD = nn.with_logical_constraint(pooled_BxMxNxD, ("act_batch", "act_length", "act_heads", "act_embed"))
+    ctx = jnp.einsum("bmnd,dnh->bmnh", pooled_BxMxNxD, value_kernel_DxNxH.astype(dtype))
+    bias = value_bias_NxH.astype(dtype)
+    if dropped:
+        return ctx + jnp.swapaxes(probs.sum(-1), 1, 2)[..., None].astype(dtype) * bias
+    return ctx + bias
+
+
 class SelfAttention(nn.Module):
     cfg: EncoderConfig
     deterministic: bool
 
     @nn.compact
     def __call__(self, x_BxLxD: Array, mask: Array, kv_BxSxD: Array | None = None) -> Array:
-        """Queries from x; keys and values from `kv` (defaults to x; NarrowBERT passes the full sequence)."""
+        """Queries from x; keys and values from `kv` (defaults to x; NarrowBERT passes the full sequence).
+
+        With `kv` (a narrow layer) and few queries, W_K and W_V are folded into the queries
+        (`folded_attention`, chosen by `narrow.folds_attention`): the same parameters and function."""
         cfg = self.cfg
+        fold = False
+        if kv_BxSxD is not None and not self.is_initializing():  # init creates key/value the usual way
+            from atm.models import narrow
+            fold = narrow.folds_attention(cfg, x_BxLxD.shape[1], kv_BxSxD.shape[1])
         kv_BxSxD = x_BxLxD if kv_BxSxD is None else kv_BxSxD
         proj = functools.partial(
             nn.DenseGeneral, features=(cfg.num_heads, cfg.head_size), dtype=cfg.compute_dtype,
@@ -161,11 +206,17 @@ class SelfAttention(nn.Module):
             bias_init=_zeros(("heads", "kv")))
         names = ("act_batch", "act_length", "act_heads", "act_kv")
         q = nn.with_logical_constraint(proj(name="query")(x_BxLxD), names)
-        k = nn.with_logical_constraint(proj(name="key")(kv_BxSxD), names)
-        v = nn.with_logical_constraint(proj(name="value")(kv_BxSxD), names)
         use_dropout = cfg.attention_dropout > 0.0 and not self.deterministic
-        ctx = dot_product_attention(q, k, v, mask, impl=cfg.attention_impl, dropout_rate=cfg.attention_dropout,
-                                    dropout_rng=self.make_rng("dropout") if use_dropout else None)
+        if fold:  # read the key/value kernels from the param tree; no K, V over all tokens
+            key, value = (nn.unbox(self.get_variable("params", n)) for n in ("key", "value"))
+            ctx = folded_attention(q, kv_BxSxD, mask, key["kernel"], value["kernel"], value["bias"],
+                                   dropout_rate=cfg.attention_dropout,
+                                   dropout_rng=self.make_rng("dropout") if use_dropout else None)
+        else:
+            k = nn.with_logical_constraint(proj(name="key")(kv_BxSxD), names)
+            v = nn.with_logical_constraint(proj(name="value")(kv_BxSxD), names)
+            ctx = dot_product_attention(q, k, v, mask, impl=cfg.attention_impl, dropout_rate=cfg.attention_dropout,
+                                        dropout_rng=self.make_rng("dropout") if use_dropout else None)
         ctx = nn.with_logical_constraint(ctx, names)
         out = nn.DenseGeneral(features=cfg.hidden_size, axis=(-2, -1), dtype=cfg.compute_dtype,
                               param_dtype=cfg.weight_dtype, kernel_init=_init(cfg, ("heads", "kv", "embed")),

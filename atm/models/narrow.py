@@ -15,6 +15,11 @@ Parameters are the full layers' own: the i-th attention block of the arrangement
 `layer_i/attention` (+ its LayerNorm), the i-th feed-forward block `layer_i/ffn`, so every
 arrangement has exactly BERT's parameter tree and a BERT checkpoint loads with no conversion.
 
+Folded attention: a narrow layer's keys and values are H W_K + b_K and H W_V + b_V over all L tokens
+(4·L·D² FLOPs), which dominates when S is small. When `folds_attention` says so, the layer instead
+folds W_K into each query and W_V after the attention-weighted sum of H (`encoder.folded_attention`):
+4·M·D² + 4·M·N·L·D, exactly the same function of the same parameters (b_K cancels in the softmax).
+
 S is chosen by the caller through `Encoder(..., query_positions_BxM=...)`: the masked slots in MLM
 pretraining (a fixed count per sequence), [CLS] for sequence and pair classification. Without a query
 set (token tagging, extractive QA) S is every position: the same function of the same parameters,
@@ -126,10 +131,33 @@ def run_arrangement(cfg: EncoderConfig, layers: Sequence, x_BxLxD: jax.Array, se
     return g
 
 
+def attention_forward_flops(cfg: EncoderConfig, num_queries: float, num_keys: float, folded: bool) -> float:
+    """Forward FLOPs of one attention block for one sequence: M = `num_queries` queries over
+    L = `num_keys` keys. Unfolded: Q and output projections (4·M·D²), K and V (4·L·D²), QK^T and PV
+    (4·M·L·D). Folded (`encoder.folded_attention`): Q and output projections, W_K folded into the
+    queries and W_V applied to the pooled H (8·M·D² in all), scores and pooling per head (4·M·N·L·D)."""
+    d, m, n = cfg.hidden_size, num_queries, num_keys
+    if folded:
+        return 2 * 4 * d * d * m + 2 * 2 * m * cfg.num_heads * n * d
+    return 2 * (2 * d * d * m + 2 * d * d * n) + 2 * 2 * m * n * d
+
+
+def folds_attention(cfg: EncoderConfig, num_queries: float, num_keys: float) -> bool:
+    """Whether a narrow layer's attention (M queries per sequence, keys and values from L tokens of H)
+    runs folded. `cfg.narrow_attention` "folded" / "unfolded" force it; "auto" folds when its forward
+    FLOPs are lower (`attention_forward_flops`): M·(D + (N - 1)·L) < L·D, i.e. about M·N < D.
+    E.g. always for [CLS]-only inference (M = 1); MLM at D 256, N 4, L 128 with M = 19 slots folds,
+    at D 768, N 12, L 512 with M = 77 it does not. Never for S = every position (M = L)."""
+    if cfg.narrow_attention != "auto":
+        return cfg.narrow_attention == "folded"
+    return (attention_forward_flops(cfg, num_queries, num_keys, True)
+            < attention_forward_flops(cfg, num_queries, num_keys, False))
+
+
 def stack_forward_flops(cfg: EncoderConfig, seq_len: int, num_queries: float | None = None) -> float:
     """Forward FLOPs of the layer stack for one sequence of `seq_len` tokens, `num_queries` of them in S
-    (None: every position). Attention block: Q and output projections on its queries, K and V
-    projections on all tokens, QK^T and PV; feed-forward on its queries."""
+    (None: every position). Attention block: `attention_forward_flops` (narrow ones folded where
+    `folds_attention` says so); feed-forward on its queries."""
     d, f, n = cfg.hidden_size, cfg.ffn_size, seq_len
     m_narrow = n if num_queries is None else num_queries
     steps = (plan(cfg.arrangement, cfg.num_layers) if cfg.arrangement
@@ -138,7 +166,8 @@ def stack_forward_flops(cfg: EncoderConfig, seq_len: int, num_queries: float | N
     for step in steps:
         m = m_narrow if step.narrow else n
         if "s" in step.sublayers:
-            total += 2 * (2 * d * d * m + 2 * d * d * n) + 2 * 2 * m * n * d
+            # Full layers have no separate keys (kv = x); narrow ones always get H as kv, even when S = all.
+            total += attention_forward_flops(cfg, m, n, step.narrow and folds_attention(cfg, m, n))
         if "f" in step.sublayers:
             total += 2 * 2 * d * f * m
     return total

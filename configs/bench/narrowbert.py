@@ -13,8 +13,9 @@ MLM masks 15%: 19 slots per sequence at 128 tokens, 77 at 512 (the query set S i
 inference reads [CLS] only (S = [CLS]). The baseline BERT also computes its MLM head only at the
 masked slots. Prints one JSON line per arrangement with speedup_train and speedup_infer (median step
 times; *_best_step from the fastest steps) and flops_ratio_* (the analytic FLOP ratio).
-Expected (2 shared CPU cores, 2026-11-22; docs/benchmarks.md "NarrowBERT"): small 1sf:3sf 1.60x train,
-2.46x infer (FLOP bounds 1.66x / 2.70x); base 2sf:10sf 2.61x train, 3.29x infer (bounds 2.38x / 3.41x).
+Expected (2 shared CPU cores, load ~9, 2026-11-22, narrow attention folded; docs/benchmarks.md
+"NarrowBERT"): small 1sf:3sf 1.65x train, 3.04x infer (FLOP bounds 1.82x / 3.89x); base 2sf:10sf
+2.38x train, 4.00x infer (bounds 2.38x / 5.88x).
 """
 import ml_collections
 
