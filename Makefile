@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(PY) -m atm.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 tests
+	$(PY) -m pytest -n 2 --durations=15 tests
 
 bench: $(STAMP)
 	$(PY) -m atm.bench --config=configs/bench/bert_small.py --mode=train --peer=hf

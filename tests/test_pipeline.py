@@ -158,9 +158,10 @@ def test_real_mixture_rates_upsample_small_languages(data_dir):
 
 
 def _data_config(data_dir, task, num_examples=0):
-    import ml_collections
-    return ml_collections.ConfigDict(dict(source="tasks", tasks=task, data_dir=data_dir, num_examples=num_examples,
-                                          skip_malformed=False))
+    from atm.config import default_config
+    data = default_config("mlm").data
+    data.update(source="tasks", tasks=task, data_dir=data_dir, num_examples=num_examples, skip_malformed=False)
+    return data
 
 
 def test_real_data_kill_and_resume_is_bit_identical(data_dir, tmp_path):
