@@ -50,6 +50,7 @@ def _load_config(workdir: str):
     config.update(saved)
     if config.objective != "finetune":
         raise ValueError(f"--workdir={workdir} is a {config.objective!r} run; atm.evaluate evaluates finetune runs")
+    config.finetune.teacher = ""  # scoring a run needs no distillation teacher
     kept = os.path.join(workdir, "vocab.model")  # every run keeps its vocabulary here
     if os.path.exists(kept) or not config.data.vocab:
         config.data.vocab = kept

@@ -11,9 +11,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from atm import objectives, sharding, train  # noqa: E402
-from atm.checkpoint import Checkpointer  # noqa: E402
-from atm.data import labelled  # noqa: E402
+from atm import evaluate, train  # noqa: E402
 
 LOCALES = {"en-US": "massive_en_us", "de-DE": "massive_de_de", "sw-KE": "massive_sw_ke"}
 
@@ -50,31 +48,13 @@ def run(config, workdir: str) -> dict:
 
 
 def evaluate_locales(workdir: str, locales=("en-US", "de-DE", "sw-KE"), split: str = "test") -> dict:
-    """{locale: {accuracy, slot_f1, semer, ...}} of a finished MASSIVE fine-tuning run (one compile, all locales)."""
-    import ml_collections
-
+    """{locale: {accuracy, slot_f1, semer, ...}} of a finished MASSIVE fine-tuning run (atm.evaluate: one restore)."""
     path = os.path.join(workdir, "eval_locales.json")
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    config.finetune.teacher = ""  # evaluation needs no teacher
-    config.student_init.mode = "random"
-    config.finetune.train_fraction = 1.0
-    objective_cls = objectives.get("finetune")
-    vocab, train_data, _, _ = objective_cls.build_data(config, workdir)
-    trainer = train.Trainer(config, objective_cls(config, vocab, train_data), sharding.make_mesh(config.mesh))
-    _, state, _ = Checkpointer(os.path.join(workdir, "checkpoints"), 1, False).restore_latest(trainer.abstract_state())
-    out = {}
-    for locale in locales:
-        ft = config.finetune.copy_and_resolve_references()
-        ft.task = LOCALES[locale]
-        split_data = labelled.load_split(ft, split, vocab, config.data.data_dir or None, False)
-        batcher = labelled.LabelledBatcher(split_data, config.data.seq_len, config.train.batch_size, 0, vocab.cls_id,
-                                           vocab.sep_id, vocab.pad_id, shuffle=False)
-        figures = train.evaluate(trainer, state.params, batcher, -1)
-        out[locale] = {k.removeprefix("eval_"): v for k, v in figures.items()}
+    rows = evaluate.evaluate_run(workdir, ",".join(LOCALES[locale] for locale in locales), split)["rows"]
+    out = {locale: {k: v for k, v in row.items() if isinstance(v, float)} for locale, row in zip(locales, rows)}
     with open(path, "w") as f:
         json.dump(out, f, indent=2)
     return out

@@ -26,6 +26,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from reproduce import common  # noqa: E402
 
 SCALES = {
     # The committed results/narrowbert/: ~45 minutes on 2 shared CPU cores (load ~10); too few steps to learn.
@@ -83,20 +84,6 @@ def finetune_config(scale: dict, model: dict, task: str, seed: int, vocab: str, 
     return c
 
 
-def run_once(config, workdir: str) -> dict:
-    """train_and_evaluate, or the summary of a run that already finished in `workdir`."""
-    from atm import train
-
-    path = os.path.join(workdir, "summary.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    summary = train.train_and_evaluate(config, workdir)
-    with open(path, "w") as f:
-        json.dump(summary, f)
-    return summary
-
-
 def train_vocabulary(config, directory: str) -> str:
     """The shared SentencePiece model, trained once on the pretraining config's training text (as a
     run without `data.vocab` would train its own)."""
@@ -125,11 +112,11 @@ def run(scale_name: str, seeds: int, out: str, workdir: str) -> dict:
             pre_dir = os.path.join(workdir, f"seed{seed}", name, "pretrain")
             config = pretrain_config(scale, arrangement, seed, vocab)
             record = {"seed": seed, "arrangement": arrangement or "bert",
-                      "pretrain": _figures(run_once(config, pre_dir), pre_dir)}
+                      "pretrain": _figures(common.run(config, pre_dir), pre_dir)}
             for key, task, _ in TASKS:
                 ft_dir = os.path.join(workdir, f"seed{seed}", name, key)
                 ft = finetune_config(scale, config.model.to_dict(), task, seed, vocab, pre_dir)
-                record[key] = _figures(run_once(ft, ft_dir), ft_dir)
+                record[key] = _figures(common.run(ft, ft_dir), ft_dir)
             runs.append(record)
     bench_config = pretrain_config(scale, "", 0, vocab)
     bench_config.bench = {"arrangements": ",".join(arrangements[1:])}
@@ -166,11 +153,10 @@ def _figures(summary: dict, workdir: str) -> dict:
             "tokens_per_s": statistics.median(speeds) if speeds else None}
 
 
-def _mean_std(values):
+def _mean_spread(values):
+    """(mean, spread) over the runs that have the figure; (None, None) if none has."""
     values = [v for v in values if v is not None]
-    if not values:
-        return None, None
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    return common.mean_spread(values) if values else (None, None)
 
 
 def summarize(results: dict) -> list[dict]:
@@ -180,9 +166,9 @@ def summarize(results: dict) -> list[dict]:
     for name in names:
         runs = [r for r in results["runs"] if r["arrangement"] == name]
         row = {"arrangement": name, "seeds": len(runs)}
-        row["mlm_eval_accuracy"] = _mean_std([r["pretrain"].get("eval_accuracy") for r in runs])
+        row["mlm_eval_accuracy"] = _mean_spread([r["pretrain"].get("eval_accuracy") for r in runs])
         for key, _, _ in TASKS:
-            row[key] = _mean_std([r[key].get("eval_accuracy") for r in runs])
+            row[key] = _mean_spread([r[key].get("eval_accuracy") for r in runs])
         line = speed.get(name, {})
         row["speedup_train"] = line.get("speedup_train", 1.0 if name == "bert" else None)
         row["speedup_infer"] = line.get("speedup_infer", 1.0 if name == "bert" else None)
