@@ -10,7 +10,9 @@ v1.1 EM / F1 (finetune.squad_version=2 for SQuAD 2.0 files with unanswerable que
 
 The text after ":" is a pretrained run (shape, vocabulary, init_from; see configs/finetune/massive.py);
 without it the `mini` encoder is trained from scratch. Other languages: --config.finetune.task=tydiqa_goldp_sw.
-Expected: see docs/benchmarks.md (NLU fine-tuning).
+Expected (measured 2026-11-22 on 2 shared CPU cores from workdirs/stage1_mini of
+configs/atm_stage1_public.py:mini, with --config.train.steps=400 --config.optimizer.warmup_steps=40):
+763 held-out en questions, exact match 8.8%, F1 18.3%.
 """
 from atm.config import default_config
 from atm.convert.workdir import config_from_workdir

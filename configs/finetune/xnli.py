@@ -12,7 +12,9 @@ language's held-out part (about 500 rows each):
 The text after ":" is a pretrained run (its shape, vocabulary and init_from are taken over; see
 configs/finetune/massive.py for the stage-1 `mini` commands). Without it the encoder is the
 `mini` preset trained from scratch on a vocabulary of the en training part.
-Expected: see docs/benchmarks.md (NLU fine-tuning).
+Expected (measured 2026-11-22 on 2 shared CPU cores, the commands above from workdirs/stage1_mini of
+configs/atm_stage1_public.py:mini): accuracy 32.4-34.9% in every language, mean 33.8% -- chance: that
+weak encoder (masked-token accuracy 9.9%) memorises the 1971 en pairs and transfers nothing.
 """
 from atm.config import default_config
 from atm.convert.workdir import config_from_workdir
