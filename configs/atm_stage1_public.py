@@ -17,7 +17,7 @@ Model: the `small` preset (4×512) with pre-LN, as ATM's teachers; a full run is
 cores. `--config=configs/atm_stage1_public.py:mini` is the same recipe at the `mini` preset (4×128,
 the fine-tuning configs' encoder) with a CPU-sized schedule (2500 steps of 32×128 tokens).
 
-Expected for `:mini` (measured 2026-11-22, 2 shared CPU cores, 85 min at load ~10): eval MLM loss 5.67,
+Expected for `:mini` (measured 2026-11-22, 2 shared CPU cores, 79 min at load ~10): eval MLM loss 5.67,
 masked-token accuracy 9.9%. Not measured for `small`. Checked: 4 steps with --config.train.steps=4
 --config.train.batch_size=8 read 189,735 rows and the MLM loss fell 9.03 → 8.67.
 """
