@@ -75,6 +75,18 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def verdict(better: list[float], worse: list[float], percent: bool = True) -> str:
+    """"held" / "did not hold" for the claim mean(better) > mean(worse), with the gap and whether it is
+    larger than the seeds' spread (the larger standard deviation of the two)."""
+    scale = 100.0 if percent else 1.0
+    (b, b_std), (w, w_std) = mean_spread([v * scale for v in better]), mean_spread([v * scale for v in worse])
+    gap, spread = b - w, max(b_std, w_std)
+    text = f"**{'held' if gap > 0 else 'did not hold'}** ({gap:+.1f} points"
+    if len(better) > 1 and len(worse) > 1:
+        text += ", larger than the seed spread" if abs(gap) > spread else f", within the seed spread of {spread:.1f}"
+    return text + ")"
+
+
 def cell(values: list[float], percent: bool = True) -> str:
     scale = 100.0 if percent else 1.0
     mean, spread = mean_spread([v * scale for v in values])
