@@ -1,6 +1,6 @@
 """NarrowBERT in miniature: BERT vs NarrowBERT arrangements, same pretraining, then SST-2 and MASSIVE intents.
 
-    python reproduce/narrowbert.py [--scale=small] [--seeds=3] [--out=results/narrowbert]
+    python reproduce/narrowbert.py [--scale=medium] [--seeds=3] [--out=results/narrowbert]
     python reproduce/narrowbert.py --scale=smoke --seeds=1 --out=/tmp/nb   # seconds-to-minutes check
 
 For each seed and each arrangement (BERT = "" plus `SCALES[scale]["arrangements"]`):
@@ -29,12 +29,12 @@ sys.path.insert(0, ROOT)
 from reproduce import common  # noqa: E402
 
 SCALES = {
-    # The committed results/narrowbert/: ~45 minutes on 2 shared CPU cores (load ~10); too few steps to learn.
+    # ~45 minutes on 2 shared CPU cores (load ~10); too few steps to learn anything (results/narrowbert/NOTES.md).
     "small": dict(model=dict(num_layers=4, hidden_size=64, num_heads=4, ffn_size=256), vocab_size=8000,
                   seq_len=64, batch_size=32, rows=20000, pretrain_steps=150, finetune_steps=100,
                   finetune_seq_len=48, arrangements="1sf:3sf", bench_steps=5),
-    # Models that learn their fine-tuning tasks (4×128, 500 MLM steps, 400 fine-tuning steps at lr 2e-3),
-    # BERT vs the target arrangement 1sf:3sf: ~35 minutes on 2 quiet CPU cores with 3 seeds.
+    # The committed results/narrowbert/: models that learn their fine-tuning tasks (4×128, 500 MLM steps,
+    # 400 fine-tuning steps at lr 2e-3), BERT vs 1sf:3sf; 23.4 minutes on 2 quiet CPU cores with 3 seeds.
     "medium": dict(model=dict(num_layers=4, hidden_size=128, num_heads=4, ffn_size=512), vocab_size=8000,
                    seq_len=64, batch_size=32, rows=20000, pretrain_steps=500, finetune_steps=400,
                    finetune_seq_len=48, finetune_lr=2e-3, arrangements="1sf:3sf", bench_steps=10),
@@ -271,7 +271,7 @@ def main(argv=None):
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", default="small", choices=sorted(SCALES))
+    parser.add_argument("--scale", default="medium", choices=sorted(SCALES))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default=os.path.join(ROOT, "results", "narrowbert"))
     parser.add_argument("--workdir", default=os.path.join(ROOT, "workdirs", "reproduce_narrowbert"))

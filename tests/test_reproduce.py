@@ -1,0 +1,37 @@
+"""The miniature paper tables' writers: claims judged from per-seed figures, with the seeds' spread."""
+from reproduce import atm as atm_script
+from reproduce import common
+
+
+def test_verdict_states_the_gap_and_the_seed_spread():
+    assert (common.verdict([0.20, 0.21, 0.19], [0.10, 0.12, 0.11])
+            == "**held** (+9.0 points, larger than the seed spread)")
+    assert (common.verdict([0.30, 0.20, 0.10], [0.22, 0.21, 0.20])
+            == "**did not hold** (-1.0 points, within the seed spread of 10.0)")
+    assert common.verdict([0.1], [0.2]) == "**did not hold** (-10.0 points)"  # one seed: no spread to compare
+
+
+def test_atm_table_judges_each_claim_from_its_two_rows(tmp_path):
+    def figures(accuracy, slot_f1):
+        return {locale: {"accuracy": accuracy, "slot_f1": slot_f1, "semer": 1.0 - slot_f1}
+                for locale in ("en-US", "de-DE", "sw-KE")}
+
+    means = {"teacher_s1": (0.30, 0.40), "teacher_s2": (0.40, 0.38), "student_s1": (0.20, 0.20),
+             "student_s2": (0.25, 0.30), "student_mlm": (0.26, 0.10)}
+    results = {name: [figures(acc + d, f1 + d) for d in (-0.01, 0.0, 0.01)] for name, (acc, f1) in means.items()}
+
+    class Args:
+        scale, seeds, steps, results = 1.0, 3, "", str(tmp_path)
+
+    class Clock:
+        def minutes(self):
+            return 25.0
+
+    atm_script.write_results(results, {"stage1": 1, "stage2": 1, "distill": 1, "finetune": 1}, Args, Clock())
+    table = (tmp_path / "table.md").read_text()
+    assert "| teacher, stage 2 | 40.0 ± 1.0 | 38.0 ± 1.0 | 62.0 ± 1.0 |" in table
+    assert "stage 2 lowers the intent error (en-US intent accuracy): **held** (+10.0 points, larger" in table
+    assert "stage 2 lowers the slot error (en-US slot F1): **did not hold** (-2.0 points, larger" in table
+    assert "beats student ← stage-1 teacher (slots): **held** (+10.0 points" in table
+    assert "beats the MLM-only student (intent): **did not hold** (-1.0 points, within the seed spread of 1.0)" in table
+    assert (tmp_path / "atm.png").stat().st_size > 10_000
