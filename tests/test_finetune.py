@@ -65,6 +65,27 @@ def test_joint_intent_and_slots_learn_on_any_bio_folder(tmp_path):
     assert summary["eval_frame_exact_match"] > 0.8, summary
 
 
+def test_narrowbert_slots_learn_on_the_labelled_tokens_only(tmp_path):
+    """NarrowBERT with S = [CLS] + each word's first subword (finetune.token_query_slots) learns intents and slots."""
+    folder = write_bio_folder(tmp_path / "mini_atis")
+    config = finetune_config(folder, **{"model.arrangement": "1sf:1sf", "finetune.token_query_slots": 12})
+    summary = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert summary["eval_accuracy"] > 0.9, summary
+    assert summary["eval_slot_f1"] > 0.85, summary
+    # atm.evaluate scores every position (another task's rows may not fit the slots): the same figures.
+    from atm import evaluate
+    row = evaluate.evaluate_run(str(tmp_path / "run"), split="validation", bio_folder=str(folder))["rows"][0]
+    assert row["accuracy"] == pytest.approx(summary["eval_accuracy"], abs=1e-6)
+    assert row["slot_f1"] == pytest.approx(summary["eval_slot_f1"], abs=1e-6)
+
+
+def test_token_query_slots_too_few_for_a_row_is_named(tmp_path):
+    folder = write_bio_folder(tmp_path / "mini_atis", n_train=40, n_eval=10)
+    config = finetune_config(folder, **{"finetune.token_query_slots": 6})
+    with pytest.raises(ValueError, match=r"token_query_slots=6: split 'train', row \d+ has \d+ words .*at least \d+"):
+        objectives.get("finetune").build_data(config, str(tmp_path / "run"))
+
+
 def test_init_from_copies_the_pretrained_encoder_and_keeps_fresh_heads(tmp_path):
     mlm = tiny_config(**{"train.steps": 2, "checkpoint.every": 2, "train.eval_every": 2})
     train.train_and_evaluate(mlm, str(tmp_path / "mlm"))

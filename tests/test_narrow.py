@@ -12,7 +12,7 @@ import pytest
 from atm.bench import BenchVocabulary, random_batch
 from atm.models import narrow
 from atm.models.encoder import Encoder, EncoderConfig, EncoderForMLM, gather_positions
-from atm.models.heads import EncoderWithHeads
+from atm.models.heads import EncoderWithHeads, token_query_positions
 from atm.objectives.mlm import MaskedLM, encoder_flops_per_token
 
 B, L, M = 3, 12, 4
@@ -252,6 +252,35 @@ def test_sequence_heads_use_cls_as_the_query_set():
     np.testing.assert_allclose(np.asarray(only_cls.apply({"params": seq_params}, ids, segments)["label"]),
                                np.asarray(with_tokens.apply({"params": params}, ids, segments)["label"]),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_token_query_positions_are_cls_then_each_words_first_subword():
+    word_ids = jnp.asarray([[-1, 0, 0, 1, 2, 2, 2, -1], [-1, 0, 1, 1, -1, -1, -1, -1]], jnp.int32)
+    np.testing.assert_array_equal(np.asarray(token_query_positions(word_ids, 5)), [[0, 1, 3, 4, 0], [0, 1, 2, 0, 0]])
+
+
+@pytest.mark.parametrize("arrangement", ["1sf:1sf", "2s:2f", ""])
+def test_token_heads_on_the_labelled_tokens_equal_every_position(arrangement):
+    """S = [CLS] + word-first tokens: the intent logits and the slot logits at those tokens equal the
+    all-positions model's (each narrow query attends only to H), and are 0 at the other words' tokens."""
+    cfg = dataclasses.replace(BASE, arrangement=arrangement)
+    ids, segments, _ = _inputs()
+    word_ids = jnp.asarray([[-1, 0, 0, 1, 2, 3, 3, 4, 5, 5, 6, -1], [-1, 0, 1, 2, 2, 3, 4, -1, -1, -1, -1, -1],
+                            [-1, 0, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1]], jnp.int32)
+    model = EncoderWithHeads(cfg, (("intent", "sequence", 3), ("slots", "token", 5)))
+    params = nn.unbox(model.init(jax.random.key(0), ids, segments))["params"]
+    every = model.apply({"params": params}, ids, segments)
+    queries = token_query_positions(word_ids, 9)
+    labelled = model.apply({"params": params}, ids, segments, None, None, queries)
+    np.testing.assert_allclose(np.asarray(labelled["intent"]), np.asarray(every["intent"]), rtol=1e-5, atol=1e-5)
+    first = np.zeros((B, L), bool)
+    for row, column in zip(*np.nonzero(np.asarray(queries))):
+        first[row, int(queries[row, column])] = True
+    np.testing.assert_allclose(np.asarray(labelled["slots"])[first], np.asarray(every["slots"])[first],
+                               rtol=1e-5, atol=1e-5)
+    off_words = ~first
+    off_words[:, 0] = False  # [CLS] is in S (for the intent head); its token label is never scored
+    assert first.sum() == 7 + 5 + 2 and np.all(np.asarray(labelled["slots"])[off_words] == 0)
 
 
 def test_flops_count_the_query_set():

@@ -195,6 +195,16 @@ class LabelledBatcher(StreamPosition):
         row["label"] = np.int32(ex.get("intent", ex.get("label", 0)))
         return row
 
+    def check_token_query_slots(self, slots: int, where: str):
+        """Every row's [CLS] + word-first tokens fit in `slots` query positions (heads.token_query_positions)."""
+        if slots < 2:
+            raise ValueError(f"config.finetune.token_query_slots={slots}: need [CLS] and at least one word (>= 2)")
+        words = [len(set(self._row(i)["word_ids"].tolist()) - {-1}) for i in range(len(self.split.examples))]
+        if words and max(words) + 1 > slots:
+            row = int(np.argmax(words))
+            raise ValueError(f"config.finetune.token_query_slots={slots}: {where}, row {row} has {words[row]} words "
+                             f"within data.seq_len={self.seq_len}; set it to at least {max(words) + 1}")
+
     def batch(self, step: int) -> dict[str, np.ndarray]:
         first = step * self.batch_size + self.process_index * self.local_batch_size
         rows = [self._row(self._index(r)) for r in range(first, first + self.local_batch_size)]

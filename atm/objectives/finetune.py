@@ -35,7 +35,7 @@ from atm import config as atm_config
 from atm import nlu_metrics
 from atm.data import labelled, qa
 from atm.data.sources import load_vocab
-from atm.models.heads import EncoderWithHeads
+from atm.models.heads import EncoderWithHeads, token_query_positions
 from atm.objectives import Objective, register
 from atm.objectives.distill import kd_per_position
 from atm.objectives.mlm import cross_entropy, encoder_flops_per_token
@@ -71,6 +71,10 @@ class FineTune(Objective):
             "token_loss_weight": 1.0,  # weight of the slot/tag loss next to the sequence loss
             # Keep only the [CLS] heads (MASSIVE intents alone): NarrowBERT then runs on S = [CLS] only.
             "sequence_heads_only": False,
+            # > 0: token heads (slots, NER) score only [CLS] + each word's first subword, padded to this
+            # many positions: NarrowBERT's query set for token tasks. 0: every position. A row with
+            # more words than token_query_slots - 1 is an error naming the value it needs.
+            "token_query_slots": 0,
             # Low-resource runs: keep this share of the training rows (a fixed, seeded subset; 1 = all).
             "train_fraction": 1.0,
             # Task-level distillation from a fine-tuned teacher run (same task and labels); "" = none.
@@ -113,7 +117,11 @@ class FineTune(Objective):
                                             vocab.sep_id, vocab.pad_id, shuffle, jax.process_index(),
                                             jax.process_count())
         stats = {"data_rows": len(train.examples), "data_eval_rows": len(evaluation.examples)}
-        return vocab, batcher(train, True, config.seed), batcher(evaluation, False, 0), stats
+        train_batches, eval_batches = batcher(train, True, config.seed), batcher(evaluation, False, 0)
+        if ft.token_query_slots:
+            for split_name, batches in (("train", train_batches), (ft.eval_split, eval_batches)):
+                batches.check_token_query_slots(ft.token_query_slots, f"split {split_name!r}")
+        return vocab, train_batches, eval_batches, stats
 
     def __init__(self, config, vocab, train_data=None):
         super().__init__(config, vocab, train_data)
@@ -129,6 +137,13 @@ class FineTune(Objective):
             if not self.heads:
                 raise ValueError(f"config.finetune.sequence_heads_only=True, but task {config.finetune.task!r} "
                                  f"({self.kind}) has no sequence head")
+        self.token_query_slots = config.finetune.token_query_slots
+        if self.token_query_slots and any(kind == "span" for _, kind, _ in self.heads):
+            raise ValueError(f"config.finetune.token_query_slots={self.token_query_slots}: task "
+                             f"{config.finetune.task!r} is extractive QA, whose span head scores every position; "
+                             "set it to 0")
+        if self.token_query_slots and not any(kind == "token" for _, kind, _ in self.heads):
+            self.token_query_slots = 0  # e.g. sequence_heads_only: S = [CLS] already
         self.train_model = EncoderWithHeads(self.model_cfg, self.heads, deterministic=False)
         self.eval_model = EncoderWithHeads(self.model_cfg, self.heads, deterministic=True)
         self.teacher_run = self.teacher_model = None
@@ -186,8 +201,10 @@ class FineTune(Objective):
     def _apply(self, model, params, batch, rng=None):
         """{head: logits} of `model` (the student's or the teacher's)."""
         token_types = batch["token_types"] if model.cfg.type_vocab_size > 1 else None
+        token_queries = (token_query_positions(batch["word_ids"], self.token_query_slots)
+                         if self.token_query_slots else None)
         logits = model.apply({"params": params}, batch["input_ids"], batch["segment_ids"], batch["positions"],
-                             token_types, rngs={"dropout": rng} if rng is not None else {})
+                             token_types, token_queries, rngs={"dropout": rng} if rng is not None else {})
         for name, kind, _ in self.heads:
             if kind == "span":  # padding is never an answer boundary
                 logits[name] = jnp.where((batch["segment_ids"] > 0)[..., None], logits[name], -1e4)
@@ -306,7 +323,7 @@ class FineTune(Objective):
 
     def flops_per_token(self):
         sequence_only = all(kind == "sequence" for _, kind, _ in self.heads)  # S = [CLS] (heads.query_positions)
-        queries = 1 if sequence_only else None
+        queries = 1 if sequence_only else (self.token_query_slots or None)
         student = encoder_flops_per_token(self.model_cfg, self.seq_len, 0.0, queries)
         if self.teacher_model is None:
             return student
