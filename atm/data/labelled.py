@@ -195,11 +195,15 @@ class LabelledBatcher(StreamPosition):
         row["label"] = np.int32(ex.get("intent", ex.get("label", 0)))
         return row
 
+    def words_per_row(self) -> list[int]:
+        """Words (labelled tokens) of each row within seq_len, in split order."""
+        return [len(set(self._row(i)["word_ids"].tolist()) - {-1}) for i in range(len(self.split.examples))]
+
     def check_token_query_slots(self, slots: int, where: str):
         """Every row's [CLS] + word-first tokens fit in `slots` query positions (heads.token_query_positions)."""
         if slots < 2:
             raise ValueError(f"config.finetune.token_query_slots={slots}: need [CLS] and at least one word (>= 2)")
-        words = [len(set(self._row(i)["word_ids"].tolist()) - {-1}) for i in range(len(self.split.examples))]
+        words = self.words_per_row()
         if words and max(words) + 1 > slots:
             row = int(np.argmax(words))
             raise ValueError(f"config.finetune.token_query_slots={slots}: {where}, row {row} has {words[row]} words "

@@ -15,7 +15,7 @@ masked slots. Prints one JSON line per arrangement with speedup_train and speedu
 times; *_best_step from the fastest steps) and flops_ratio_* (the analytic FLOP ratio).
 Expected (2 quiet CPU cores, 2026-11-22, narrow attention folded; docs/benchmarks.md "NarrowBERT"):
 small 1sf:3sf 1.68x train, 2.65x infer (FLOP bounds 1.82x / 3.89x; this CPU's inference cap for a
-1sf:* arrangement, BERT-4 / BERT-1 from reproduce/narrowbert_depth_sweep.py, is 3.24x); base 2sf:10sf
+1sf:* arrangement, BERT-4 / BERT-1 from reproduce/narrowbert_depth_sweep.py, is 3.15x); base 2sf:10sf
 2.93x train, 5.28x infer (bounds 2.38x / 5.88x).
 """
 import ml_collections
