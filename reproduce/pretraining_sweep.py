@@ -58,6 +58,18 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "lr3e-3_written": ("lr 3e-3, warmup 100, no spoken form", {**FAST, "data.spoken_share": 0.0}),
     "lr3e-3_lang9": ("lr 3e-3, warmup 100, XNLI/TyDi QA cut to mlm_text's 9 languages, own 8k vocab",
                      {**FAST, "data.tasks": MIX9, "vocab": "v8k_lang9"}),
+    "postln_nowwm_nodrop": ("post-LN, lr 3e-3, warmup 100, no whole-word masking, dropout 0",
+                            {**FAST, "model.pre_layer_norm": False, "data.whole_word_masking": False,
+                             "model.hidden_dropout": 0.0}),
+    "postln_nowwm_nodrop_b8": ("post-LN, lr 3e-3, warmup 100, no WWM, dropout 0, 8×128 tokens (4× the steps)",
+                               {**FAST, "model.pre_layer_norm": False, "data.whole_word_masking": False,
+                                "model.hidden_dropout": 0.0, "train.batch_size": 8}),
+    "postln_mask40": ("post-LN, lr 3e-3, warmup 100, mask rate 0.4 (scored at 0.15)",
+                      {**FAST, "model.pre_layer_norm": False, "mlm.mask_rate": 0.4}),
+    "postln_mask40_long": ("post-LN, lr 3e-3, warmup 100, mask rate 0.4 (scored at 0.15), the long run",
+                           {**FAST, "model.pre_layer_norm": False, "mlm.mask_rate": 0.4}),
+    "postln_lr6e-3": ("post-LN, lr 6e-3, warmup 100",
+                      {"optimizer.learning_rate": 6e-3, "optimizer.warmup_steps": 100, "model.pre_layer_norm": False}),
     "lr3e-3_lang5": ("lr 3e-3, warmup 100, Latin-script mix: en/de/fr/es/sw only, own 8k vocab",
                      {**FAST, "data.tasks": MIX5, "vocab": "v8k_lang5"}),
 }
@@ -125,12 +137,14 @@ def heldout_rows(config) -> list[str]:
     return [texts[i] for i in range(0, len(rows), every) if rows[i][0] not in seen]
 
 
-def heldout(workdir: str, config) -> dict:
+def heldout(workdir: str, config, name: str = "heldout.json") -> dict:
     """{step: {accuracy, loss, rows}} of every checkpoint in `workdir` on the clean held-out rows."""
-    path = os.path.join(workdir, "heldout.json")
+    path = os.path.join(workdir, name)
     if os.path.exists(path):
         with open(path) as f:
             return {int(k): v for k, v in json.load(f).items()}
+    config = config.copy_and_resolve_references()
+    config.mlm.update(mask_rate=0.15, max_predictions=-1)  # every variant is scored at BERT's 15%
     import numpy as np
 
     from atm import objectives, sharding, train
@@ -179,24 +193,33 @@ def train_minutes(records: list[dict], tokens_per_step: int) -> dict[int, float]
     return out
 
 
-def run_variant(name: str, steps: int, work: str) -> dict:
-    config = variant_config(name, steps, work)
+def run_variant(name: str, steps: int, work: str, train_it: bool = True) -> dict:
+    """Train (or resume) variant `name` unless finished and score its checkpoints; `train_it=False` scores a
+    stopped run's checkpoints as they are (its row says so)."""
     workdir = os.path.join(work, name)
+    if os.path.exists(os.path.join(workdir, "config.json")):  # a started run keeps the budget it was started with
+        with open(os.path.join(workdir, "config.json")) as f:
+            saved = json.load(f)
+        steps = round(saved["train"]["steps"] * saved["train"]["batch_size"] * saved["data"]["seq_len"] / (32 * 128))
+    config = variant_config(name, steps, work)
     records = read_metrics(workdir)
-    if not records or records[-1]["step"] < config.train.steps:
+    stopped = bool(records) and records[-1]["step"] < config.train.steps and not train_it
+    if not stopped and (not records or records[-1]["step"] < config.train.steps):
         start = time.time()
         from atm import train
         train.train_and_evaluate(config, workdir)
         with open(os.path.join(workdir, "wall_seconds.txt"), "a") as f:
             f.write(f"{time.time() - start:.1f}\n")
         records = read_metrics(workdir)
-    curve = heldout(workdir, config)
+    curve = heldout(workdir, config, "heldout_stopped.json" if stopped else "heldout.json")
     minutes = train_minutes(records, config.train.batch_size * config.data.seq_len)
     loop_eval = {r["step"]: r["eval_accuracy"] for r in records if "eval_accuracy" in r}
     final = max(curve)
-    with open(os.path.join(workdir, "wall_seconds.txt")) as f:
-        wall = sum(float(x) for x in f.read().split())
-    return {"variant": name, "description": VARIANTS[name][0], "steps": final,
+    wall_path = os.path.join(workdir, "wall_seconds.txt")
+    wall = sum(float(x) for x in open(wall_path).read().split()) if os.path.exists(wall_path) else float("nan")
+    return {"variant": name, "description": VARIANTS[name][0] + (
+                f" (stopped at {records[-1]['step']} of {config.train.steps} steps)" if stopped else ""),
+            "steps": final,
             "train_minutes": minutes[final], "wall_minutes": wall / 60, "steps_per_s": final / (minutes[final] * 60),
             "final_accuracy": curve[final]["accuracy"], "best_accuracy": max(v["accuracy"] for v in curve.values()),
             "final_loss": curve[final]["loss"], "loop_eval_accuracy": loop_eval.get(final),
@@ -226,6 +249,45 @@ def write_table(rows: list[dict], out_dir: str, load: str):
         lines.append(f"- {r['variant']}: {points}")
     with open(os.path.join(out_dir, "sweep.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def count_model_accuracy(vocab_name: str, work: str, mask_rate: float = 0.15) -> dict:
+    """What local context alone gives: the accuracy on single masked tokens of the held-out rows (the loop's
+    every-50th rows not seen in training) of argmax counts of (left, right) neighbour pairs from half the
+    training rows, backing off to the left neighbour, then the most frequent piece. No whole-word masking."""
+    import collections
+    import random
+
+    import sentencepiece as spm
+    build_vocab(vocab_name, work)
+    corpus_data = VOCABS[vocab_name][2]
+    corpus = os.path.join(work, "vocab", f"corpus_{vocab_name}.txt" if corpus_data else "corpus.txt")
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(work, "vocab", vocab_name + ".model"))
+    with open(corpus, encoding="utf-8") as f:
+        lines = [line.rstrip("\n").split("\t", 1)[-1] for line in f]
+    train_rows = [t for i, t in enumerate(lines) if i % 50]
+    seen = set(train_rows)
+    held = [t for i, t in enumerate(lines) if i % 50 == 0 and t not in seen]
+    pair, left, unigram = collections.defaultdict(collections.Counter), collections.defaultdict(collections.Counter), \
+        collections.Counter()
+    for ids in sp.encode(train_rows[::2]):
+        ids = [2] + ids + [3]
+        for j in range(1, len(ids) - 1):
+            pair[ids[j - 1], ids[j + 1]][ids[j]] += 1
+            left[ids[j - 1]][ids[j]] += 1
+            unigram[ids[j]] += 1
+    top = unigram.most_common(1)[0][0]
+    rng, correct, frequent, n = random.Random(0), 0, 0, 0
+    for ids in sp.encode(held):
+        ids = [2] + ids + [3]
+        for j in range(1, len(ids) - 1):
+            if rng.random() >= mask_rate:
+                continue
+            key = (ids[j - 1], ids[j + 1])
+            guess = (pair[key] if key in pair else left[ids[j - 1]] if ids[j - 1] in left else unigram).most_common(1)[0][0]
+            correct, frequent, n = correct + (guess == ids[j]), frequent + (top == ids[j]), n + 1
+    return {"vocab": vocab_name, "heldout_rows": len(held), "masked": n, "count_model_accuracy": correct / n,
+            "most_frequent_piece_accuracy": frequent / n}
 
 
 def finetune_config(teacher: str, scratch: bool, steps: int, learning_rate: float):
@@ -268,8 +330,18 @@ def main(argv=None):
     parser.add_argument("--finetune_steps", type=int, default=1500)
     parser.add_argument("--finetune_lr", default="pretrained=5e-4,scratch=1e-3",
                         help="init=learning rate pairs, init: pretrained | scratch")
+    parser.add_argument("--calibrate", default="", help="vocabularies: the (left, right)-neighbour count model's accuracy")
     args = parser.parse_args(argv)
     work = os.path.abspath(args.workdir)
+    if args.calibrate:
+        rows = [count_model_accuracy(v, work) for v in args.calibrate.split(",")]
+        os.makedirs(os.path.join(REPO, args.results), exist_ok=True)
+        with open(os.path.join(REPO, args.results, "count_model.json"), "w") as f:
+            json.dump(rows, f, indent=1)
+        for r in rows:
+            print(f"{r['vocab']:>10}: count model {100 * r['count_model_accuracy']:.1f}%, most frequent piece "
+                  f"{100 * r['most_frequent_piece_accuracy']:.1f}% ({r['masked']} masked tokens, {r['heldout_rows']} rows)")
+        return
     if args.finetune:
         rates = {k: float(v) for k, v in (x.split("=") for x in args.finetune_lr.split(","))}
         rows = finetune(args.finetune, work, args.finetune_steps, rates)
@@ -293,7 +365,8 @@ def main(argv=None):
         row = run_variant(name, args.steps, work)
         clock.log(f"{name}: held-out accuracy {100 * row['final_accuracy']:.1f}% after {row['steps']} steps "
                   f"({row['train_minutes']:.1f} train min)")
-    done = [run_variant(n, args.steps, work) for n in VARIANTS if os.path.exists(os.path.join(work, n, "heldout.json"))]
+    done = [run_variant(n, args.steps, work, train_it=False) for n in VARIANTS
+            if os.path.exists(os.path.join(work, n, "config.json"))]
     write_table(done, os.path.join(REPO, args.results), args.load)
     print(open(os.path.join(REPO, args.results, "sweep.md")).read())
 
