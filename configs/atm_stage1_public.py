@@ -20,9 +20,9 @@ the fine-tuning configs' encoder) with a CPU-sized schedule (2500 steps of 32×1
 Expected for `:mini` (measured 2026-11-22, 2 shared CPU cores, 79 min at load ~10): eval MLM loss 5.67,
 masked-token accuracy 9.9%. Not measured for `small`. That eval is on rows a third of which also occur
 among the training rows (small languages are cycled to their rates). On held-out rows that never occur
-in training, these settings cut to 400 steps get 7.3%, and the best recipe of the issue-14 sweep so far
-(post-LN, lr 3e-3 with 100 warmup steps, no whole-word masking, dropout 0) 12.8% after 1800 steps,
-still rising (1 of 2 shared cores; results/pretraining/NOTES.md, `python -m reproduce.pretraining_sweep`).
+in training, these settings cut to 400 steps get 7.3%; the best recipe of the issue-14 sweep so far
+(post-LN, lr 3e-3 with 100 warmup steps, mask rate 0.4) 17.9% after 1000 steps (22 min on 1 of 2 shared
+cores; results/pretraining/NOTES.md, `python -m reproduce.pretraining_sweep`). Not yet the `:mini` default.
 Checked: 4 steps with --config.train.steps=4
 --config.train.batch_size=8 read 189,735 rows and the MLM loss fell 9.03 → 8.67.
 """
