@@ -27,7 +27,7 @@ from absl import logging
 from atm import checkpoint as atm_checkpoint
 from atm import config as atm_config
 from atm import metrics as atm_metrics
-from atm import objectives, sharding
+from atm import objectives, preemption, sharding
 
 EVAL_RNG_SEED = 1_000_003  # eval masks are fixed across the run so eval losses compare
 
@@ -211,20 +211,17 @@ def evaluate(trainer: Trainer, params, eval_data, num_batches: int) -> dict:
 
 
 def initialize_from(trainer: Trainer, state: TrainState, directory: str) -> TrainState:
-    """Params from the latest checkpoint of another run (`config.init_from`); a fresh optimizer."""
+    """Params from the newest intact checkpoint of another run (`config.init_from`); a fresh optimizer."""
     ckpt_dir = os.path.join(os.path.abspath(directory), "checkpoints")
     if not os.path.isdir(ckpt_dir):
         raise FileNotFoundError(f"config.init_from={directory!r}: no checkpoint under {ckpt_dir}")
-    source = atm_checkpoint.Checkpointer(ckpt_dir, 1, False)
-    steps = source.steps()
-    if not steps:
-        raise FileNotFoundError(f"config.init_from={directory!r}: no checkpoint under {ckpt_dir}")
-    pretrained = source.restore_params(steps[-1])
+    step, pretrained = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).latest_intact_params(
+        f"config.init_from={directory!r}")
     params, copied = trainer.objective.load_pretrained(jax.device_get(state.params), pretrained)
     if not copied:
         raise ValueError(f"config.init_from={directory!r}: no parameter path matches this model's")
     total = len(jax.tree_util.tree_leaves(params))
-    print(f"Initialised {len(copied)} of {total} tensors from {ckpt_dir} step {steps[-1]} (the rest are fresh)",
+    print(f"Initialised {len(copied)} of {total} tensors from {ckpt_dir} step {step} (the rest are fresh)",
           flush=True)
     return state.replace(params=jax.device_put(params, trainer.state_shardings.params))
 
@@ -246,6 +243,29 @@ def inherit_vocab(config: ml_collections.ConfigDict):
             config.data.vocab, inherited, shallow=False):
         raise ValueError(f"config.data.vocab={config.data.vocab!r} is not the vocabulary of config.init_from="
                          f"{config.init_from!r} ({inherited}); its embeddings belong to that one")
+
+
+def config_changes(config: ml_collections.ConfigDict, workdir: str, limit: int = 8) -> str:
+    """'model.num_layers: 2 → 3, ...': where `config` differs from the run's saved config.json."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        saved = _flatten(json.load(f))
+    now = _flatten(json.loads(config.to_json_best_effort()))
+    changed = [f"{k}: {saved.get(k, '(absent)')!r} → {now.get(k, '(absent)')!r}"
+               for k in sorted(set(saved) | set(now)) if saved.get(k, "(absent)") != now.get(k, "(absent)")]
+    return ", ".join(changed[:limit]) + (f" and {len(changed) - limit} more" if len(changed) > limit else "")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def write_resolved_config(config: ml_collections.ConfigDict, workdir: str):
@@ -270,7 +290,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     trainer = Trainer(config, objective, mesh)
     ckpt = atm_checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep,
                                        config.checkpoint.async_save)
-    restored = ckpt.restore_latest(trainer.abstract_state())
+    restored = ckpt.restore_latest(trainer.abstract_state(), lambda: config_changes(config, workdir))
     if restored:
         step, state, data_state = restored
         train_data.check_state(data_state, f"checkpoint step {step} in {ckpt.directory}")
@@ -311,37 +331,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     f"The last good checkpoint in {ckpt.directory} is intact (steps {ckpt.steps()})")
         return fetched
 
+    watch = preemption.StopWatch()
     try:
-        while step < total:
-            local = next_batch.result()
-            if step + 1 < total:
-                next_batch = prefetch.submit(train_data.batch, step + 1)
-            state, step_metrics = trainer.train_step(state, trainer.global_batch(local))
-            step += 1
-            pending.append((step, step_metrics))
-            is_log = step % config.train.log_every == 0 or step == total
-            is_ckpt = step % config.checkpoint.every == 0 or step == total
-            is_eval = eval_data is not None and (step % config.train.eval_every == 0 or step == total)
-            if is_log or is_ckpt or is_eval:
-                fetched = check_and_fetch()
-                now = time.time()
-                tokens_per_s = tokens_per_step * (step - window_step) / max(now - window_start, 1e-9)
-                window_start, window_step = now, step
-                scalars = {k: float(v) for k, v in fetched[-1][1].items() if k != "weight"}
-                if not last:  # the first record carries the data statistics (malformed rows skipped)
-                    scalars.update(data_stats)
-                scalars.update(tokens_per_s=tokens_per_s,
-                               mfu=atm_metrics.mfu(flops_per_token, tokens_per_s, jax.device_count()))
-                if is_eval:
-                    scalars.update(evaluate(trainer, state.params, eval_data, config.train.eval_batches))
-                last = scalars
-                if is_log or is_eval:
-                    log.write(step, scalars)
-            if is_ckpt:
-                ckpt.save(step, state, train_data.state(step), force=step == total)
-            if step == config.train.kill_at_step:
+        with watch:
+            while step < total and not watch.should_stop(step):
+                local = next_batch.result()
+                if step + 1 < total:
+                    next_batch = prefetch.submit(train_data.batch, step + 1)
+                state, step_metrics = trainer.train_step(state, trainer.global_batch(local))
+                step += 1
+                pending.append((step, step_metrics))
+                is_log = step % config.train.log_every == 0 or step == total
+                is_ckpt = step % config.checkpoint.every == 0 or step == total
+                is_eval = eval_data is not None and (step % config.train.eval_every == 0 or step == total)
+                if is_log or is_ckpt or is_eval:
+                    fetched = check_and_fetch()
+                    now = time.time()
+                    tokens_per_s = tokens_per_step * (step - window_step) / max(now - window_start, 1e-9)
+                    window_start, window_step = now, step
+                    scalars = {k: float(v) for k, v in fetched[-1][1].items() if k != "weight"}
+                    if not last:  # the first record carries the data statistics (malformed rows skipped)
+                        scalars.update(data_stats)
+                    scalars.update(tokens_per_s=tokens_per_s,
+                                   mfu=atm_metrics.mfu(flops_per_token, tokens_per_s, jax.device_count()))
+                    if is_eval:
+                        scalars.update(evaluate(trainer, state.params, eval_data, config.train.eval_batches))
+                    last = scalars
+                    if is_log or is_eval:
+                        log.write(step, scalars)
+                if is_ckpt:
+                    ckpt.save(step, state, train_data.state(step), force=step == total)
+                if step == config.train.kill_at_step:
+                    kill = signal.Signals[config.train.kill_signal]
+                    if kill == signal.SIGKILL:
+                        ckpt.wait()
+                    os.kill(os.getpid(), kill)
+            if step < total:  # stopped by a signal: keep this step's work (never a NaN state: checked first)
+                check_and_fetch()
+                if step not in ckpt.steps():
+                    ckpt.save(step, state, train_data.state(step), force=True)
                 ckpt.wait()
-                os.kill(os.getpid(), signal.SIGKILL)
+                raise preemption.Preempted(watch.signum, step, ckpt.directory)
     finally:
         prefetch.shutdown(wait=False)
         ckpt.close()

@@ -115,10 +115,9 @@ def load_workdir(workdir: str, **overrides: Any) -> tuple[EncoderConfig, dict, s
     workdir = os.path.abspath(workdir)
     saved = read_config(workdir)
     ckpt_dir = os.path.join(workdir, "checkpoints")
-    steps = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).steps() if os.path.isdir(ckpt_dir) else []
-    if not steps:
+    if not os.path.isdir(ckpt_dir):
         raise FileNotFoundError(f"{workdir}: no checkpoint under {ckpt_dir}")
-    params = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).restore_params(steps[-1])
+    _, params = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).latest_intact_params(workdir)
     params = jax.tree_util.tree_map(np.asarray, jax.device_get(params))
     if "mlm_head" not in params and "discriminator_head" not in params:
         params = {"encoder": params["encoder"]}

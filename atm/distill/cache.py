@@ -25,7 +25,8 @@ import time
 
 import numpy as np
 
-from atm.distill.teacher import _file_digest
+from atm import checkpoint as atm_checkpoint
+
 
 META = "meta.json"
 
@@ -34,7 +35,7 @@ def stream_signature(config, vocab, train_data) -> dict:
     """What decides the batches and masks of a run: a cache is valid only for an equal signature."""
     return {"data_fingerprint": train_data.fingerprint(), "seed": int(config.seed),
             "batch_size": int(config.train.batch_size), "seq_len": int(config.data.seq_len),
-            "mlm": config.mlm.to_dict(), "vocab_sha256": _file_digest(vocab.path)}
+            "mlm": config.mlm.to_dict(), "vocab_sha256": atm_checkpoint.file_digest(vocab.path)}
 
 
 def read_meta(cache_dir: str) -> dict:

@@ -7,7 +7,6 @@ model's own logical axis names, so the teacher's forward runs sharded inside the
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from typing import Any
@@ -54,24 +53,18 @@ def load_run(directory: str, key: str, objectives: tuple[str, ...]) -> Run:
     if config.objective not in objectives:
         raise ValueError(f"{key}={directory!r} is a {config.objective!r} run; this needs one of {list(objectives)}")
     ckpt_dir = os.path.join(directory, "checkpoints")
-    steps = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).steps() if os.path.isdir(ckpt_dir) else []
-    if not steps:
+    if not os.path.isdir(ckpt_dir):
         raise FileNotFoundError(f"{key}={directory!r}: no checkpoint under {ckpt_dir}")
-    params = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).restore_params(steps[-1])
+    step, params = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).latest_intact_params(f"{key}={directory!r}")
     vocab_path = config.data.vocab or os.path.join(directory, "vocab.model")
     if not os.path.exists(vocab_path):
         raise FileNotFoundError(f"{key}={directory!r}: its vocabulary {vocab_path} is missing")
-    return Run(directory, config, jax.device_get(params), steps[-1], os.path.abspath(vocab_path))
-
-
-def _file_digest(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    return Run(directory, config, jax.device_get(params), step, os.path.abspath(vocab_path))
 
 
 def check_same_vocabulary(run: Run, vocab, key: str):
     """Distillation and weight copying compare token ids, so the vocabularies must be the same file content."""
-    if _file_digest(run.vocab_path) != _file_digest(vocab.path):
+    if atm_checkpoint.file_digest(run.vocab_path) != atm_checkpoint.file_digest(vocab.path):
         raise ValueError(
             f"{key}: the teacher {run.directory} uses the vocabulary {run.vocab_path} but this run uses "
             f"{vocab.path} ({vocab.size} pieces), and they differ; set config.data.vocab={run.vocab_path}")

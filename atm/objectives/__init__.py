@@ -44,6 +44,12 @@ class Objective:
     def default_sections() -> dict[str, ml_collections.ConfigDict]:
         return {}
 
+    @staticmethod
+    def value_ranges() -> dict[str, tuple[str, Callable[[Any], bool]]]:
+        """Allowed values of the numeric settings in `default_sections` ("section.key": (text, test)),
+        checked by `atm.config.validate` before anything is built."""
+        return {}
+
     @classmethod
     def build_data(cls, config: ml_collections.ConfigDict, workdir: str):
         from atm.data import sources
@@ -106,9 +112,9 @@ def register(cls: type[Objective]) -> type[Objective]:
 def get(name: str) -> type[Objective]:
     _import_builtin()
     if name not in _REGISTRY:
-        near = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        raise ValueError(f"config.objective={name!r} is not registered; did you mean {near}? "
-                         f"(registered: {sorted(_REGISTRY)})")
+        near = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        raise ValueError(f"config.objective={name!r} is not registered{hint} (registered: {', '.join(sorted(_REGISTRY))})")
     return _REGISTRY[name]
 
 

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from atm import config as atm_config
 from atm.distill import teacher as teacher_lib
 from atm.models.encoder import EncoderForMLM, EncoderLayer, _zeros
 from atm.objectives import register
@@ -128,6 +129,11 @@ class Distill(MaskedLM):
         if dc.cache:
             train, evaluation = cache_lib.attach(dc.cache, config, vocab, train, evaluation)
         return vocab, train, evaluation, stats
+
+    @staticmethod
+    def value_ranges():
+        return {**MaskedLM.value_ranges(), "distill.alpha": atm_config.UNIT,
+                "distill.temperature": atm_config.POSITIVE, "distill.hidden_weight": atm_config.NON_NEGATIVE}
 
     def __init__(self, config, vocab, train_data=None):
         super().__init__(config, vocab, train_data)

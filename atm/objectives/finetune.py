@@ -123,6 +123,16 @@ class FineTune(Objective):
                 batches.check_token_query_slots(ft.token_query_slots, f"split {split_name!r}")
         return vocab, train_batches, eval_batches, stats
 
+    @staticmethod
+    def value_ranges():
+        return {"finetune.token_loss_weight": atm_config.NON_NEGATIVE, "finetune.token_query_slots": atm_config.NON_NEGATIVE,
+                "finetune.train_fraction": atm_config.SHARE, "finetune.kd_alpha": atm_config.UNIT,
+                "finetune.kd_temperature": atm_config.POSITIVE, "finetune.doc_stride": atm_config.AT_LEAST_1,
+                "finetune.max_query_tokens": atm_config.AT_LEAST_1, "finetune.max_answer_tokens": atm_config.AT_LEAST_1,
+                "finetune.holdout_fraction": ("in (0, 1)", lambda v: 0 < v < 1),
+                "finetune.holdout_seed": atm_config.NON_NEGATIVE,
+                "finetune.squad_version": ("1 or 2", lambda v: v in (1, 2))}
+
     def __init__(self, config, vocab, train_data=None):
         super().__init__(config, vocab, train_data)
         if train_data is None:
