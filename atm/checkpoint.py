@@ -108,7 +108,7 @@ def shapes_by_name(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
 def tree_differences(saved: dict, model: dict, limit: int = 5) -> list[str]:
     """The first `limit` tensors whose presence, shape or dtype differ, each as one readable line."""
     lines = []
-    for name in sorted(set(saved) | set(model)):
+    for name in sorted(set(saved) | set(model), key=lambda n: (not n.startswith("params."), n)):
         if name not in model:
             lines.append(f"{name}: in the checkpoint {saved[name][0]}, not in the model")
         elif name not in saved:

@@ -253,8 +253,9 @@ def config_changes(config: ml_collections.ConfigDict, workdir: str, limit: int =
     with open(path) as f:
         saved = _flatten(json.load(f))
     now = _flatten(json.loads(config.to_json_best_effort()))
-    changed = [f"{k}: {saved.get(k, '(absent)')!r} → {now.get(k, '(absent)')!r}"
-               for k in sorted(set(saved) | set(now)) if saved.get(k, "(absent)") != now.get(k, "(absent)")]
+    # Keys the saved config lacks are settings added to atm since that run: not a change by the user.
+    changed = [f"{k}: {saved[k]!r} → {now.get(k, '(absent)')!r}"
+               for k in sorted(saved) if saved[k] != now.get(k, "(absent)")]
     return ", ".join(changed[:limit]) + (f" and {len(changed) - limit} more" if len(changed) > limit else "")
 
 

@@ -3,8 +3,8 @@
     python -m reproduce.fault_injection --trials=24 [--seed=0]
 
 A tiny MLM run (12 steps, a checkpoint every 3, keep 4) is trained once; each trial copies it,
-truncates, deletes or flips bytes of one file of one checkpoint (seeded), and reruns the same run
-in process. A trial passes when the rerun either finishes with the undamaged run's losses and
+truncates, deletes or flips bytes of one file of one checkpoint (in one trial of four: of every
+checkpoint), seeded, and reruns the same run in process. A trial passes when the rerun either finishes with the undamaged run's losses and
 final checkpoint (it resumed from the newest intact step) or stops with a clear error, and never
 restarts from scratch or rewrites `metrics.jsonl` / `config.json`. `tests/test_resume.py` runs a
 seeded sample of these trials; this script runs the full count and prints the figure.
@@ -61,10 +61,16 @@ def digest(path: str) -> str:
 
 
 def damage(workdir: str, rng: random.Random) -> str:
-    """Damage one file of one checkpoint; returns what was done."""
+    """Damage one file of one checkpoint, or (one trial in four) one file of every checkpoint."""
     ckpt_root = os.path.join(workdir, "checkpoints")
-    step = rng.choice(sorted(n for n in os.listdir(ckpt_root) if n.isdigit()))
-    files = sorted(os.path.join(r, n) for r, _, ns in os.walk(os.path.join(ckpt_root, step)) for n in ns)
+    steps = sorted((n for n in os.listdir(ckpt_root) if n.isdigit()), key=int)
+    if rng.random() < 0.25:
+        return "every checkpoint: " + "; ".join(damage_one(os.path.join(ckpt_root, s), workdir, rng) for s in steps)
+    return damage_one(os.path.join(ckpt_root, rng.choice(steps)), workdir, rng)
+
+
+def damage_one(step_dir: str, workdir: str, rng: random.Random) -> str:
+    files = sorted(os.path.join(r, n) for r, _, ns in os.walk(step_dir) for n in ns)
     path, kind = rng.choice(files), rng.choice(DAMAGES)
     size = os.path.getsize(path)
     if kind == "delete":
@@ -96,7 +102,7 @@ def trial(reference: str, root: str, seed: int) -> dict:
     if status == "ok":
         outcome["result"] = "resumed" if records_kept and not restarted else "WRONG"
     else:
-        clear = "checkpoint" in status and "step" in status
+        clear = "every checkpoint in" in status and "new --workdir" in status
         outcome["result"] = "clear error" if clear and records_kept and config_kept else "WRONG"
     outcome.update(silent_restart=restarted, records_overwritten=not records_kept, config_overwritten=not config_kept)
     return outcome
