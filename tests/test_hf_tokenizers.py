@@ -174,7 +174,8 @@ def test_variant_ids_equal_transformers(variant):
                                                                       batch["input_ids"].shape))
     assert batch["input_ids"].shape[1] == max(len(r) for r in rows) < 60  # longest row, not the file's 128 or 8k
     assert (batch["segment_ids"] == 0).any()
-    vocab = load_vocabulary(str(hf_dir))
+    vocab = load_vocabulary(str(hf_dir))  # what atm's pretraining, distillation and fine-tuning batchers call
+    assert vocab.encode_batch(VARIANT_TEXTS) == [vocab.encode(t) for t in VARIANT_TEXTS] == [r[1:-1] for r in rows]
     assert vocab.size == len(reference)
     assert (vocab.pad_id, vocab.cls_id, vocab.sep_id, vocab.mask_id) == (
         reference.pad_token_id, reference.cls_token_id, reference.sep_token_id, reference.mask_token_id)

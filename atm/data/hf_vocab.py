@@ -288,7 +288,7 @@ def tokenizer_from_json(directory: str, settings: dict | None = None) -> Tokeniz
     with open(where, encoding="utf-8") as f:
         spec = json.load(f)
     if family == "file":
-        tokenizer = Tokenizer.from_str(json.dumps(spec))
+        tokenizer = Tokenizer.from_file(where)
         family = {"WordPiece": "wordpiece", "BPE": "bpe"}.get(spec["model"].get("type"), "unigram")
     else:
         tokenizer = _rebuilt_as_transformers(spec, family, settings, where)
