@@ -5,7 +5,8 @@ An imported workdir looks like a run directory of `python -m atm.main`:
     WORKDIR/config.json        the resolved atm config: config.model from the HF config,
                                config.data.vocab = WORKDIR/tokenizer
     WORKDIR/checkpoints/0/     orbax checkpoint whose state holds the converted params
-    WORKDIR/tokenizer/         the HF tokenizer files (atm.data.vocab.load_vocabulary reads them)
+    WORKDIR/tokenizer/         the HF tokenizer files (atm.data.vocab.load_vocabulary reads them) and the
+                               HF config.json, from which AutoTokenizer takes the class when they name none
     WORKDIR/hf_import.json     where it came from: model_type, head, the HF config
 
 so `--config.init_from=WORKDIR` starts pretraining, distillation or fine-tuning from it (with the
@@ -59,6 +60,8 @@ def import_hf_dir(hf_dir: str, out: str, **overrides: Any) -> dict:
     cfg, params, head = hf.convert_state_dict(hf_config, state_dict, **overrides)
     os.makedirs(out, exist_ok=True)
     tokenizer_files = _copy_tokenizer(hf_dir, os.path.join(out, TOKENIZER_DIR))
+    if tokenizer_files:  # AutoTokenizer picks the class from config.json's model_type when the files name none
+        shutil.copy2(os.path.join(hf_dir, "config.json"), os.path.join(out, TOKENIZER_DIR, "config.json"))
 
     config = default_config("mlm")
     config.model.update(dataclasses.asdict(cfg))
