@@ -77,6 +77,9 @@ class FineTune(Objective):
             "token_query_slots": 0,
             # Low-resource runs: keep this share of the training rows (a fixed, seeded subset; 1 = all).
             "train_fraction": 1.0,
+            # A label outside the task's label inventory: "error" (naming file:line; skip_malformed skips
+            # and counts such rows) or "unk" (map it to the inventory's UNK label, counted).
+            "unknown_labels": "error",
             # Task-level distillation from a fine-tuned teacher run (same task and labels); "" = none.
             "teacher": "",
             "kd_alpha": 0.5,  # weight of the distillation term; 1 − kd_alpha weighs the gold labels [unverified]
@@ -97,6 +100,9 @@ class FineTune(Objective):
     def build_data(cls, config, workdir):
         ft, data = config.finetune, config.data
         data_dir = data.data_dir or None
+        if ft.unknown_labels not in labelled.UNKNOWN_LABEL_POLICIES:
+            raise ValueError(f"config.finetune.unknown_labels={ft.unknown_labels!r}: use one of "
+                             f"{labelled.UNKNOWN_LABEL_POLICIES}")
         # The vocabulary must exist before tokenizing: a given one, or one trained on the train text.
         texts = [] if data.vocab else labelled.training_texts(ft, data_dir, data.skip_malformed)
         vocab = load_vocab(data, workdir, texts)
