@@ -166,8 +166,12 @@ class Checkpointer:
         return restored["state"], dict(restored["data"])
 
     def restore_params(self, step: int) -> Any:
-        """The params of a checkpoint as host arrays, without knowing its structure in advance."""
-        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        """The params of a checkpoint, without knowing its structure in advance, on one local device
+        whatever mesh and process count saved it (init_from, teachers and export read any run)."""
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        tree = ocp.StandardCheckpointHandler().metadata(epath.Path(self.step_dir(step)) / "state")
+        target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
         return restored["state"]["params"]
 
     def saved_shapes(self, step: int) -> dict[str, tuple[tuple[int, ...], str]]:
