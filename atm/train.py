@@ -115,7 +115,7 @@ class Trainer:
 
     def activate(self):
         """Context in which logical axis names resolve against this mesh."""
-        return _MeshContext(self.mesh)
+        return sharding.MeshContext(self.mesh)
 
     # --- state ------------------------------------------------------------------------------
     def _init_boxed_state(self, rng):
@@ -183,19 +183,6 @@ class Trainer:
 
     def global_batch(self, local_batch: dict) -> dict:
         return sharding.global_batch_from_local(self.mesh, local_batch, self.config.train.batch_size)
-
-
-class _MeshContext:
-    def __init__(self, mesh):
-        self.mesh, self.rules = mesh, nn.logical_axis_rules(sharding.LOGICAL_AXIS_RULES)
-
-    def __enter__(self):
-        self.mesh.__enter__()
-        self.rules.__enter__()
-
-    def __exit__(self, *exc):
-        self.rules.__exit__(*exc)
-        self.mesh.__exit__(*exc)
 
 
 def evaluate(trainer: Trainer, params, eval_data, num_batches: int) -> dict:

@@ -127,7 +127,7 @@ def write(config, teacher_dir: str, out_dir: str, top_k: int) -> dict:
         ids = np.lib.format.open_memmap(os.path.join(out_dir, f"{part}_ids.npy"), "w+", np.int32, shape)
         for i in range(count):
             batch = {k: jax.device_put(v, batch_shardings[k]) for k, v in data.batch(i).items()}
-            with train._MeshContext(mesh):
+            with sharding.MeshContext(mesh):
                 values, indices = jax.device_get(top_logits(batch, rng_of(i), frozen))
             logits[i], ids[i] = values, indices
         logits.flush()

@@ -73,9 +73,7 @@ def check_same_vocabulary(run: Run, vocab, key: str):
 def shard_params(model: nn.Module, params: Any, example_args: tuple, mesh, key: str) -> Any:
     """`params` (host) placed on `mesh` with `model`'s logical axis names; only the model's own
     subtrees are kept (a distillation run also stores its hidden-state projection)."""
-    from atm.train import _MeshContext
-
-    with _MeshContext(mesh):
+    with sharding.MeshContext(mesh):
         boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), *example_args))["params"]
     missing = sorted(set(boxed) - set(params))
     if missing:

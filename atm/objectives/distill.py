@@ -32,7 +32,7 @@ import ml_collections
 
 from atm import config as atm_config
 from atm.distill import teacher as teacher_lib
-from atm.models.encoder import EncoderForMLM, EncoderLayer, _zeros
+from atm.models.encoder import EncoderForMLM, EncoderLayer, zeros_init
 from atm.objectives import register
 from atm.objectives.mlm import MaskedLM, encoder_flops_per_token, masked_lm_sums
 
@@ -95,7 +95,7 @@ class HiddenProjection(nn.Module):
     @nn.compact
     def __call__(self, h):
         return nn.Dense(self.width, kernel_init=nn.with_logical_partitioning(
-            nn.initializers.lecun_normal(), ("embed", None)), bias_init=_zeros((None,)), name="dense")(h)
+            nn.initializers.lecun_normal(), ("embed", None)), bias_init=zeros_init((None,)), name="dense")(h)
 
 
 @register
