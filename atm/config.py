@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 
 import ml_collections
 
@@ -80,8 +81,32 @@ def default_config(objective: str = "mlm") -> ml_collections.ConfigDict:
     return c
 
 
+# Keys that moved: an old spelling is an error naming the new one (saved runs are upgraded on reading).
+RENAMED_KEYS = {"distill.alpha": "kd.alpha", "distill.temperature": "kd.temperature", "distill.loss": "kd.loss",
+                "finetune.kd_alpha": "kd.alpha", "finetune.kd_temperature": "kd.temperature",
+                "finetune.kd_loss": "kd.loss"}
+
+
+def renamed_key_message(key: str) -> str | None:
+    """'config.distill.alpha is now config.kd.alpha' for an old spelling (with or without "config.")."""
+    bare = key.removeprefix("--").removeprefix("config.")
+    return f"config.{bare} is now config.{RENAMED_KEYS[bare]}" if bare in RENAMED_KEYS else None
+
+
+def upgrade_saved(saved: dict) -> dict:
+    """A run's saved config.json with renamed keys moved to their new place (older runs still load)."""
+    saved = json.loads(json.dumps(saved))
+    for old, new in RENAMED_KEYS.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        if old_key in saved.get(old_section, {}):
+            saved.setdefault(new_section, {})[new_key] = saved[old_section].pop(old_key)
+    return saved
+
+
 def _check_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict, prefix: str):
     for key in config.keys():
+        if renamed_key_message(prefix + key):
+            raise ValueError(renamed_key_message(prefix + key))
         if key not in reference:
             near = difflib.get_close_matches(key, list(reference.keys()), n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(prefix + n for n in near)}?" if near else ""

@@ -44,7 +44,7 @@ def _load_config(workdir: str):
     if not os.path.exists(path):
         raise FileNotFoundError(f"--workdir={workdir}: no config.json (is it a training run directory?)")
     with open(path) as f:
-        saved = json.load(f)
+        saved = atm_config.upgrade_saved(json.load(f))
     # Over today's defaults, so a run saved before a config key existed still evaluates.
     config = atm_config.default_config(saved.get("objective", "mlm"))
     config.update(saved)

@@ -12,6 +12,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from atm import config as atm_config
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: metrics, checkpoints, resolved config.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -74,6 +76,10 @@ def run():
         app.run(main)
     except (AttributeError, KeyError) as e:  # an unknown --config.x.y override (ml_collections names the nearest)
         overrides = [a.split("=")[0] for a in sys.argv[1:] if a.startswith("--config.")]
+        renamed = [m for m in map(atm_config.renamed_key_message, overrides) if m]
+        if renamed:
+            print(f"atm: error: {'; '.join(renamed)}", file=sys.stderr)
+            sys.exit(2)
         while isinstance(e, BaseException) and e.args:  # ml_collections wraps a KeyError in an AttributeError
             e = e.args[0]
         message = " ".join(str(e).split())

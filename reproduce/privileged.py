@@ -99,7 +99,8 @@ def main(argv=None):
                 c.student_init.update(mode=init, teacher=pretrained if init == "pretrained" else f"{work}/teacher_ft",
                                       layer_map="every_other")
             if kd != "none":
-                c.finetune.update(teacher=f"{work}/teacher_ft", kd_alpha=0.5, kd_temperature=2.0, kd_loss=kd)
+                c.finetune.teacher = f"{work}/teacher_ft"
+                c.kd.update(alpha=0.5, temperature=2.0, loss=kd)
             run_dir = f"{work}/student_{init}_{kd}_{int(fraction * 100)}pct_seed{seed}"
             common.run(c, run_dir)
             results.setdefault((init, kd, fraction), []).append(common.evaluate_locales(run_dir, ("en-US", "de-DE")))

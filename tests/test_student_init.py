@@ -41,7 +41,7 @@ def mlm_student(teacher_dir, teacher_config, layers, layer_map, tmp_path):
 
 def teacher_params(teacher_dir):
     from atm.distill.teacher import load_run
-    return load_run(teacher_dir, "test", ("mlm", "finetune")).params
+    return load_run(teacher_dir, "test", ("mlm", "finetune")).read_params()[1]
 
 
 def test_layer_maps():

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from atm import checkpoint as atm_checkpoint
+from atm.distill import teacher as teacher_lib
 
 
 META = "meta.json"
@@ -35,7 +35,8 @@ def stream_signature(config, vocab, train_data) -> dict:
     """What decides the batches and masks of a run: a cache is valid only for an equal signature."""
     return {"data_fingerprint": train_data.fingerprint(), "seed": int(config.seed),
             "batch_size": int(config.train.batch_size), "seq_len": int(config.data.seq_len),
-            "mlm": config.mlm.to_dict(), "vocab_sha256": atm_checkpoint.file_digest(vocab.path)}
+            "mlm": config.mlm.to_dict(),
+            "vocab_sha256": teacher_lib.vocabulary_digest(teacher_lib.vocabulary_location(vocab))}
 
 
 def read_meta(cache_dir: str) -> dict:
@@ -111,14 +112,16 @@ def write(config, teacher_dir: str, out_dir: str, top_k: int) -> dict:
     if not 1 <= top_k <= objective.model_cfg.vocab_size:
         raise ValueError(f"--top_k={top_k} must be within [1, vocab size {objective.model_cfg.vocab_size}]")
     mesh = sharding.make_mesh(config.mesh)
-    teacher_step = objective.teacher_run.step
+    if len(objective.teachers) != 1:
+        raise ValueError(f"--teacher names {len(objective.teachers)} runs; the offline cache holds one teacher's logits")
     frozen = objective.frozen_params(mesh)
+    teacher_step = objective.teachers.steps[objective.teachers.names[0]]
     batch_shardings = {k: sharding.batch_sharding(mesh, v.ndim)
                        for k, v in objective.example_batch(config.train.batch_size).items()}
 
     @jax.jit
     def top_logits(batch, rng, frozen):
-        logits = objective.teacher_logits(frozen, objective.prepare(batch, rng)).astype(np.float32)
+        logits = objective.teacher_logits(frozen, objective.prepare(batch, rng))[0].astype(np.float32)
         return jax.lax.top_k(logits, top_k)
 
     def run(data, count, rng_of, part):

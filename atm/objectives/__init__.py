@@ -7,7 +7,8 @@ in `atm/train.py` never changes. The contract:
   default_sections()          extra config sections the objective owns (validated like the rest)
   build_data(config, workdir) (vocab, train batcher, eval batcher, stats); default: MLM text sources
   init_params(rng, batch)     trainable params, boxed with logical axis names (run under eval_shape/jit)
-  frozen_params(mesh)         params that are read but never trained (a teacher), already sharded; {} if none
+  frozen_params(mesh)         params that are read but never trained (teachers: {name: params}), already
+                              sharded; {} if none. frozen_abstract(mesh): their shapes and shardings only
   prepare(batch, rng)         whole-batch preprocessing inside the jitted step (e.g. dynamic masking),
                               before the batch is split into gradient-accumulation micro-batches
   loss(params, frozen, batch, rng, train)
@@ -62,6 +63,10 @@ class Objective:
         raise NotImplementedError
 
     def frozen_params(self, mesh) -> Any:
+        return {}
+
+    def frozen_abstract(self, mesh) -> Any:
+        """ShapeDtypeStructs (with shardings) of `frozen_params(mesh)`, reading no weight (AOT compiles)."""
         return {}
 
     def prepare(self, batch: dict, rng: jax.Array) -> dict:
