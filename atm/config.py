@@ -135,7 +135,7 @@ RANGES = {
     "data.vocab_size": (">= 8", lambda v: v >= 8), "data.seq_len": (">= 4", lambda v: v >= 4),
     "data.num_examples": NON_NEGATIVE, "data.eval_fraction": UNIT_OPEN, "data.spoken_share": UNIT,
     "data.replay_share": UNIT_OPEN,
-    "optimizer.learning_rate": POSITIVE, "optimizer.warmup_steps": NON_NEGATIVE,
+    "optimizer.learning_rate": NON_NEGATIVE, "optimizer.warmup_steps": NON_NEGATIVE,  # 0: evaluate a copy
     "optimizer.end_learning_rate_fraction": UNIT, "optimizer.b1": UNIT_OPEN, "optimizer.b2": UNIT_OPEN,
     "optimizer.eps": POSITIVE, "optimizer.weight_decay": NON_NEGATIVE, "optimizer.grad_clip_norm": NON_NEGATIVE,
     "train.steps": AT_LEAST_1, "train.batch_size": AT_LEAST_1, "train.grad_accum_steps": AT_LEAST_1,
