@@ -7,6 +7,7 @@ metrics, evaluation and checkpoints.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import filecmp
 import json
 import math
@@ -184,6 +185,55 @@ class Trainer:
     def global_batch(self, local_batch: dict) -> dict:
         return sharding.global_batch_from_local(self.mesh, local_batch, self.config.train.batch_size)
 
+    # --- ahead of time ----------------------------------------------------------------------
+    def abstract_batch(self) -> dict:
+        """ShapeDtypeStructs with shardings of one global training batch."""
+        return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_shardings[k])
+                for k, v in self.objective.example_batch(self.config.train.batch_size).items()}
+
+    def lower(self, state: Any = None, batch: dict | None = None) -> jax.stages.Lowered:
+        """The train step lowered with its real shardings and donation, from abstract (or concrete)
+        inputs; default: `abstract_state()` and `abstract_batch()`. `.compile()` it to check memory
+        and cost before a run (the frozen params enter as shapes too)."""
+        frozen = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                                        self.frozen)
+        with self.activate():
+            return self._train_step.lower(self.abstract_state() if state is None else state,
+                                          self.abstract_batch() if batch is None else batch, frozen)
+
+
+@dataclasses.dataclass
+class Built:
+    """Everything `build` assembles for one config: the run's pieces, before any state exists."""
+    config: ml_collections.ConfigDict
+    mesh: jax.sharding.Mesh
+    vocab: Any
+    train_data: Any  # a batcher; None when built on a given vocabulary
+    eval_data: Any
+    data_stats: dict
+    objective: objectives.Objective
+    trainer: Trainer
+
+
+def build(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.Mesh | None = None,
+          devices=None, vocab: Any = None, train_data: Any = None) -> Built:
+    """config → mesh → data → objective → Trainer, the one place they are assembled (the loop,
+    evaluation, the teacher cache, benchmarks, tests and reproduce scripts all call it).
+
+    `mesh`: an existing mesh (else one from config.mesh over `devices`, default all). `vocab`: build
+    the objective on this vocabulary (and `train_data`, when several configs share one load) without
+    reading any data: restoring a run to infer, benchmarks on random ids. Else the objective's
+    `build_data(config, workdir)` makes the vocabulary and batchers."""
+    if mesh is None:
+        mesh = sharding.make_mesh(config.mesh, devices)  # a wrong mesh fails here, before any data or compile
+    objective_cls = objectives.get(config.objective)
+    if vocab is None:
+        vocab, train_data, eval_data, data_stats = objective_cls.build_data(config, workdir)
+    else:
+        eval_data, data_stats = None, {}
+    objective = objective_cls(config, vocab, train_data)
+    return Built(config, mesh, vocab, train_data, eval_data, data_stats, objective, Trainer(config, objective, mesh))
+
 
 def evaluate(trainer: Trainer, params, eval_data, num_batches: int) -> dict:
     """Eval figures over `num_batches` batches (-1: one whole ordered pass), prefixed eval_."""
@@ -271,11 +321,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          f"workdir with --config.init_from={workdir}")
     os.makedirs(workdir, exist_ok=True)
     mesh = sharding.make_mesh(config.mesh)  # a wrong mesh fails here, before any compile
-    objective_cls = objectives.get(config.objective)
     inherit_vocab(config)
-    vocab, train_data, eval_data, data_stats = objective_cls.build_data(config, workdir)
-    objective = objective_cls(config, vocab, train_data)
-    trainer = Trainer(config, objective, mesh)
+    built = build(config, workdir, mesh)
+    train_data, eval_data, data_stats = built.train_data, built.eval_data, built.data_stats
+    objective, trainer = built.objective, built.trainer
     ckpt = atm_checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep,
                                        config.checkpoint.async_save)
     restored = ckpt.restore_latest(trainer.abstract_state(), lambda: config_changes(config, workdir))

@@ -26,9 +26,8 @@ from atm.distill import cache as cache_lib  # noqa: E402
 
 
 def timed_run(config, workdir):
-    objective_cls = objectives.get("distill")
-    vocab, data, _, _ = objective_cls.build_data(config, workdir)
-    trainer = train.Trainer(config, objective_cls(config, vocab, data), sharding.make_mesh(config.mesh))
+    built = train.build(config, workdir)
+    trainer, data = built.trainer, built.train_data
     state = trainer.init_state()
     times, loss = [], None
     for step in range(config.train.steps):

@@ -23,9 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def main(argv=None):
     import jax
 
-    from atm import bench, objectives, sharding
+    from atm import bench, objectives
     from atm.config import default_config
-    from atm.train import Trainer
+    from atm.train import build
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=10)
@@ -52,8 +52,7 @@ def main(argv=None):
     for name, arrangement, s in (("bert", "", 0), ("narrow/all", args.arrangement, 0),
                                  ("narrow/S", args.arrangement, slots)):
         c = config(arrangement, s)
-        objective = finetune(c, vocab, train_data)
-        trainer = Trainer(c, objective, sharding.make_mesh(c.mesh))
+        trainer = build(c, args.workdir, vocab=vocab, train_data=train_data).trainer
         batch = trainer.global_batch(train_data.batch(0))
         holder = {"state": trainer.init_state()}
 
