@@ -1,6 +1,6 @@
 """NarrowBERT on a token task: fine-tuning steps of MASSIVE intent + slots, side by side.
 
-    python reproduce/narrowbert_token_speed.py [--steps=10] [--seq_len=64] [--arrangement=1sf:3sf]
+    python -m reproduce.narrowbert_token_speed [--steps=10] [--seq_len=64] [--arrangement=1sf:3sf]
 
 Times, interleaved on the same real batches (atm.bench.time_runners), one fine-tuning step of
   bert        all layers over every token;
@@ -15,9 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None):
