@@ -83,7 +83,7 @@ def evaluate_run(workdir: str, task: str = "", split: str = "test", bio_folder: 
         elif key == "task":
             task_config.finetune.task, task_config.finetune.bio_folder = target, ""
         task_config.finetune.eval_split = split
-        _, task_train, eval_data, _ = type(objective).build_data(task_config, workdir)
+        _, task_train, eval_data, _ = objective.build_data(task_config, workdir)
         if task_train.split.label_names != objective.label_names:
             raise ValueError(f"--task={target}: its label inventory differs from the one {workdir} was trained on")
         figures = train.evaluate(trainer, state.params, eval_data, -1)
