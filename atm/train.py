@@ -7,7 +7,9 @@ metrics, evaluation and checkpoints.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import filecmp
+import functools
 import json
 import math
 import os
@@ -105,13 +107,18 @@ class Trainer:
         sharding.check_divisible(nn.unbox(boxed), self.state_shardings)
         for name, spec in batch.items():
             sharding.check_divisible({name: spec}, {name: self.batch_shardings[name]})
-        self.frozen = objective.frozen_params(mesh)
         self._train_step = jax.jit(
             self._train_step_fn, in_shardings=(self.state_shardings, self.batch_shardings, None),
             out_shardings=(self.state_shardings, sharding.replicated(mesh)), donate_argnums=(0,))
         self._eval_step = jax.jit(
             self._eval_step_fn, in_shardings=(self.state_shardings.params, self.batch_shardings, None),
             out_shardings=sharding.replicated(mesh))
+
+    @functools.cached_property
+    def frozen(self) -> Any:
+        """The objective's frozen params (teachers) on the mesh, read on first use: `lower` needs only
+        their shapes (`objective.frozen_abstract`)."""
+        return self.objective.frozen_params(self.mesh)
 
     def activate(self):
         """Context in which logical axis names resolve against this mesh."""
@@ -183,6 +190,54 @@ class Trainer:
 
     def global_batch(self, local_batch: dict) -> dict:
         return sharding.global_batch_from_local(self.mesh, local_batch, self.config.train.batch_size)
+
+    # --- ahead of time ----------------------------------------------------------------------
+    def abstract_batch(self) -> dict:
+        """ShapeDtypeStructs with shardings of one global training batch."""
+        return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_shardings[k])
+                for k, v in self.objective.example_batch(self.config.train.batch_size).items()}
+
+    def lower(self, state: Any = None, batch: dict | None = None) -> jax.stages.Lowered:
+        """The train step lowered with its real shardings and donation, from abstract (or concrete)
+        inputs; default: `abstract_state()` and `abstract_batch()`. `.compile()` it to check memory
+        and cost before a run (the frozen params enter as shapes: no teacher weight is read)."""
+        frozen = self.objective.frozen_abstract(self.mesh)
+        with self.activate():
+            return self._train_step.lower(self.abstract_state() if state is None else state,
+                                          self.abstract_batch() if batch is None else batch, frozen)
+
+
+@dataclasses.dataclass
+class Built:
+    """Everything `build` assembles for one config: the run's pieces, before any state exists."""
+    config: ml_collections.ConfigDict
+    mesh: jax.sharding.Mesh
+    vocab: Any
+    train_data: Any  # a batcher; None when built on a given vocabulary
+    eval_data: Any
+    data_stats: dict
+    objective: objectives.Objective
+    trainer: Trainer
+
+
+def build(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.Mesh | None = None,
+          devices=None, vocab: Any = None, train_data: Any = None) -> Built:
+    """config → mesh → data → objective → Trainer, the one place they are assembled (the loop,
+    evaluation, the teacher cache, benchmarks, tests and reproduce scripts all call it).
+
+    `mesh`: an existing mesh (else one from config.mesh over `devices`, default all). `vocab`: build
+    the objective on this vocabulary (and `train_data`, when several configs share one load) without
+    reading any data: restoring a run to infer, benchmarks on random ids. Else the objective's
+    `build_data(config, workdir)` makes the vocabulary and batchers."""
+    if mesh is None:
+        mesh = sharding.make_mesh(config.mesh, devices)  # a wrong mesh fails here, before any data or compile
+    objective_cls = objectives.get(config.objective)
+    if vocab is None:
+        vocab, train_data, eval_data, data_stats = objective_cls.build_data(config, workdir)
+    else:
+        eval_data, data_stats = None, {}
+    objective = objective_cls(config, vocab, train_data)
+    return Built(config, mesh, vocab, train_data, eval_data, data_stats, objective, Trainer(config, objective, mesh))
 
 
 def evaluate(trainer: Trainer, params, eval_data, num_batches: int) -> dict:
@@ -271,11 +326,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          f"workdir with --config.init_from={workdir}")
     os.makedirs(workdir, exist_ok=True)
     mesh = sharding.make_mesh(config.mesh)  # a wrong mesh fails here, before any compile
-    objective_cls = objectives.get(config.objective)
     inherit_vocab(config)
-    vocab, train_data, eval_data, data_stats = objective_cls.build_data(config, workdir)
-    objective = objective_cls(config, vocab, train_data)
-    trainer = Trainer(config, objective, mesh)
+    built = build(config, workdir, mesh)
+    train_data, eval_data, data_stats = built.train_data, built.eval_data, built.data_stats
+    objective, trainer = built.objective, built.trainer
     ckpt = atm_checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep,
                                        config.checkpoint.async_save)
     restored = ckpt.restore_latest(trainer.abstract_state(), lambda: config_changes(config, workdir))

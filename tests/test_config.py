@@ -70,3 +70,31 @@ def test_missing_config_file_is_one_line(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "atm: error: --config=configs/nope.py" in result.stderr and "No such file" in result.stderr
+
+
+def test_a_name_registered_twice_fails_naming_both_classes():
+    first = objectives.get("mlm")
+
+    class Another(objectives.Objective):
+        name = "mlm"
+
+    with pytest.raises(ValueError, match=r"'mlm' is registered twice: atm\.objectives\.mlm\.MaskedLM and "
+                                         r"test_config\..*Another"):
+        objectives.register(Another)
+    assert objectives.get("mlm") is first  # the first registration stands
+    assert objectives.register(first) is first  # the same class again is no second name
+
+
+def test_objectives_are_imported_by_module_name_and_named_after_it():
+    assert objectives.names() == ["distill", "finetune", "mlm"]  # the modules of atm/objectives/
+    assert all(objectives.get(n).name == n == objectives.get(n).__module__.rsplit(".", 1)[1]
+               for n in objectives.names())
+
+    class Misnamed(objectives.Objective):
+        name = "not_its_module"
+    Misnamed.__module__ = "atm.objectives.mlm"
+    with pytest.raises(ValueError, match=r"name='not_its_module'; an objective of atm.objectives is named after "
+                                         r"its module \('mlm'\)"):
+        objectives.register(Misnamed)
+    with pytest.raises(ValueError, match=r"config.objective='distil' is not registered; did you mean distill"):
+        objectives.get("distil")

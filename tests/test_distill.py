@@ -8,7 +8,7 @@ import ml_collections
 import pytest
 
 from atm import config as atm_config
-from atm import objectives, sharding, train
+from atm import sharding, train
 from atm.config import default_config
 from atm.data import sources
 from atm.data.vocab import train_sentencepiece
@@ -44,10 +44,8 @@ def distill_config(teacher, **overrides):
 
 def run_distill(config, workdir, devices=None):
     """(per-step losses, final params) of `config.train.steps` in-process steps on a mesh over `devices`."""
-    mesh = sharding.make_mesh(config.mesh, devices)
-    objective_cls = objectives.get(config.objective)
-    vocab, train_data, _, _ = objective_cls.build_data(config, workdir)
-    trainer = train.Trainer(config, objective_cls(config, vocab, train_data), mesh)
+    built = train.build(config, workdir, devices=devices)
+    trainer, train_data = built.trainer, built.train_data
     state = trainer.init_state()
     losses = []
     for step in range(config.train.steps):
@@ -94,10 +92,8 @@ def test_top_k_with_the_whole_vocabulary_is_the_dense_loss():
 def test_student_equal_to_teacher_has_zero_kd_and_hidden_loss(teacher_dir, tmp_path):
     config = distill_config(teacher_dir, **{"distill.hidden_weight": 1.0, "distill.layer_map": "first_k"})
     config.model.update(tiny_config().model.to_dict())  # the teacher's own shape
-    objective_cls = objectives.get("distill")
-    vocab, train_data, _, _ = objective_cls.build_data(config, str(tmp_path))
-    objective = objective_cls(config, vocab, train_data)
-    trainer = train.Trainer(config, objective, sharding.make_mesh(config.mesh, jax.devices()[:1]))
+    built = train.build(config, str(tmp_path), devices=jax.devices()[:1])
+    objective, trainer, train_data = built.objective, built.trainer, built.train_data
     assert objective.projection is None  # same width: the identity
     [teacher_params] = jax.device_get(trainer.frozen).values()  # frozen holds {teacher name: params}
     out = trainer.eval_outputs(teacher_params, trainer.global_batch(train_data.batch(0)))
@@ -193,10 +189,8 @@ def test_distribution_kd_equals_the_logits_form_and_zero_targets_stay_finite():
 def test_two_identical_teachers_equal_one_and_each_is_logged(teacher_dir, tmp_path):
     one, one_params = run_distill(distill_config(teacher_dir), str(tmp_path / "one"), jax.devices()[:1])
     config = distill_config(teacher_dir, **{"distill.teacher": f"a={teacher_dir},b={teacher_dir}"})
-    mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
-    objective_cls = objectives.get("distill")
-    vocab, train_data, _, _ = objective_cls.build_data(config, str(tmp_path / "two"))
-    trainer = train.Trainer(config, objective_cls(config, vocab, train_data), mesh)
+    built = train.build(config, str(tmp_path / "two"), devices=jax.devices()[:1])
+    trainer, train_data = built.trainer, built.train_data
     assert sorted(trainer.frozen) == ["a", "b"]  # frozen holds {name: params}
     state, losses = trainer.init_state(), []
     for step in range(config.train.steps):

@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from atm import objectives, sharding, train
+from atm import train
 from atm.data import labelled, qa, vocab as vocab_lib
 from helpers import apply_overrides
 
@@ -136,11 +136,9 @@ def test_holdout_split_of_a_train_only_qa_task(tmp_path, vocab):
 def test_tiny_model_learns_synthetic_squad(tmp_path, squad_version, unanswerable, f1_floor):
     data_dir = write_data_dir(tmp_path / "data", unanswerable_share=unanswerable)
     config = qa_finetune_config(data_dir, **{"finetune.squad_version": squad_version})
-    objective_cls = objectives.get("finetune")
-    vocab, train_data, eval_data, _ = objective_cls.build_data(config, str(tmp_path))
+    built = train.build(config, str(tmp_path), devices=jax.devices()[:1])
+    trainer, train_data, eval_data = built.trainer, built.train_data, built.eval_data
     assert len(train_data.split.examples) > len(train_data.split.questions)  # long contexts: several windows
-    trainer = train.Trainer(config, objective_cls(config, vocab, train_data),
-                            sharding.make_mesh(config.mesh, jax.devices()[:1]))
     state = trainer.init_state()
     before = train.evaluate(trainer, state.params, eval_data, -1)
     for step in range(config.train.steps):

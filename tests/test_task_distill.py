@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from atm import objectives, sharding, student_init, train
+from atm import student_init, train
 from test_finetune import finetune_config, write_bio_folder
 
 
@@ -19,10 +19,8 @@ def finetuned_teacher(tmp_path_factory):
 
 def eval_figures(config, workdir, copy_teacher=True):
     """Eval outputs of the first eval batch for a student initialised as a copy of the teacher."""
-    objective_cls = objectives.get("finetune")
-    vocab, train_data, eval_data, _ = objective_cls.build_data(config, workdir)
-    trainer = train.Trainer(config, objective_cls(config, vocab, train_data),
-                            sharding.make_mesh(config.mesh, jax.devices()[:1]))
+    built = train.build(config, workdir, devices=jax.devices()[:1])
+    trainer, eval_data = built.trainer, built.eval_data
     state = trainer.init_state()
     if copy_teacher:
         state = student_init.initialize(trainer, state, config.student_init)

@@ -96,7 +96,7 @@ def write(config, teacher_dir: str, out_dir: str, top_k: int) -> dict:
     import jax
 
     from atm import config as atm_config
-    from atm import objectives, sharding, train
+    from atm import sharding, train
 
     if jax.process_count() > 1:
         raise ValueError("atm.distill.cache runs as one process")
@@ -106,18 +106,14 @@ def write(config, teacher_dir: str, out_dir: str, top_k: int) -> dict:
     config.distill.update(teacher=teacher_dir, cache="", hidden_weight=0.0)
     atm_config.validate(config)
     os.makedirs(out_dir, exist_ok=True)
-    objective_cls = objectives.get("distill")
-    vocab, train_data, eval_data, _ = objective_cls.build_data(config, out_dir)
-    objective = objective_cls(config, vocab, train_data)
+    built = train.build(config, out_dir)
+    vocab, train_data, eval_data, objective = built.vocab, built.train_data, built.eval_data, built.objective
     if not 1 <= top_k <= objective.model_cfg.vocab_size:
         raise ValueError(f"--top_k={top_k} must be within [1, vocab size {objective.model_cfg.vocab_size}]")
-    mesh = sharding.make_mesh(config.mesh)
     if len(objective.teachers) != 1:
         raise ValueError(f"--teacher names {len(objective.teachers)} runs; the offline cache holds one teacher's logits")
-    frozen = objective.frozen_params(mesh)
+    mesh, frozen, batch_shardings = built.mesh, built.trainer.frozen, built.trainer.batch_shardings
     teacher_step = objective.teachers.steps[objective.teachers.names[0]]
-    batch_shardings = {k: sharding.batch_sharding(mesh, v.ndim)
-                       for k, v in objective.example_batch(config.train.batch_size).items()}
 
     @jax.jit
     def top_logits(batch, rng, frozen):
