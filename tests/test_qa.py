@@ -123,7 +123,8 @@ def test_seq_len_too_short_for_the_question_is_a_clear_error(vocab):
 def test_holdout_split_of_a_train_only_qa_task(tmp_path, vocab):
     data_dir = write_data_dir(tmp_path, n_questions=200)
     ft = ml_collections.ConfigDict({"task": "tydiqa_goldp_en", "bio_folder": "", "holdout_fraction": 0.2,
-                                    "holdout_seed": 0, "doc_stride": 12, "max_query_tokens": 12})
+                                    "holdout_seed": 0, "doc_stride": 12, "max_query_tokens": 12,
+                                    "unknown_labels": "error"})
     parts = {s: labelled.load_split(ft, s, vocab, str(data_dir), False, 40) for s in ("train", "validation")}
     ids = {s: {q.id for q in p.questions} for s, p in parts.items()}
     assert not ids["train"] & ids["validation"] and len(ids["train"]) + len(ids["validation"]) == 200
