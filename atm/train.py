@@ -330,6 +330,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     built = build(config, workdir, mesh)
     train_data, eval_data, data_stats = built.train_data, built.eval_data, built.data_stats
     objective, trainer = built.objective, built.trainer
+    trainer.frozen  # noqa: B018  teachers are read and placed now: a bad one fails before anything is written
     ckpt = atm_checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep,
                                        config.checkpoint.async_save)
     restored = ckpt.restore_latest(trainer.abstract_state(), lambda: config_changes(config, workdir))
