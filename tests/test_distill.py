@@ -225,3 +225,37 @@ def test_old_kd_keys_name_the_new_ones(teacher_dir):
         config.distill.alpha = 0.3
     with pytest.raises(ValueError, match=r"config\.distill\.alpha is now config\.kd\.alpha"):
         atm_config.validate(config)
+
+
+def test_teacher_dropout_passes_differ_and_repeat_from_the_rng(teacher_dir, tmp_path):
+    """Monte-Carlo passes: with an rng the teacher runs with dropout (passes differ, each reproducible);
+    without one it is deterministic."""
+    import shutil
+
+    from atm.distill.teacher import Teachers
+    from atm.models.encoder import EncoderForMLM
+
+    source, teacher_dir = teacher_dir, str(tmp_path / "with_dropout")  # the same weights, dropout 0.1
+    shutil.copytree(source, teacher_dir)
+    with open(f"{teacher_dir}/config.json") as f:
+        saved = json.load(f)
+    saved["model"]["hidden_dropout"] = 0.1
+    with open(f"{teacher_dir}/config.json", "w") as f:
+        json.dump(saved, f)
+
+    ids = jnp.asarray(np.arange(2 * 16).reshape(2, 16) % 50 + 5, jnp.int32)
+    ones, positions = jnp.ones_like(ids), jnp.broadcast_to(jnp.arange(16), (2, 16))
+    teachers = Teachers(teacher_dir, "config.distill.teacher", ("mlm",), "float32",
+                        lambda cfg, det: EncoderForMLM(cfg, deterministic=det), (ids, ids, ids, None, ids[:, :3]))
+    frozen = teachers.shard(sharding.make_mesh(ml_collections.ConfigDict({"data": 1, "fsdp": 1, "tensor": 1}),
+                                               jax.devices()[:1]))
+    [name] = teachers.names
+
+    def run(rng=None):
+        return np.asarray(teachers.apply(frozen, name, ids, ones, positions, masked_positions_BxM=ids[:, :3] % 16,
+                                         rng=rng))
+    assert teachers.configs[name].hidden_dropout > 0
+    np.testing.assert_array_equal(run(), run())
+    a, b = run(jax.random.key(1)), run(jax.random.key(2))
+    assert np.abs(a - b).max() > 1e-3
+    np.testing.assert_array_equal(a, run(jax.random.key(1)))
