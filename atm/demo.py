@@ -27,14 +27,13 @@ def fill_masks(config, workdir: str, prompts: list[str]) -> list[str]:
     import jax.numpy as jnp
     import numpy as np
 
-    from atm import objectives, sharding
+    from atm import train
     from atm.checkpoint import Checkpointer
     from atm.data.vocab import SentencePieceVocabulary
-    from atm.train import Trainer
 
     vocab = SentencePieceVocabulary(os.path.join(workdir, "vocab.model"))
-    objective = objectives.get(config.objective)(config, vocab)
-    trainer = Trainer(config, objective, sharding.make_mesh(config.mesh))
+    built = train.build(config, workdir, vocab=vocab)
+    objective, trainer = built.objective, built.trainer
     _, state, _ = Checkpointer(os.path.join(workdir, "checkpoints"), 1, False).restore_latest(trainer.abstract_state())
     out = []
     for prompt in prompts:

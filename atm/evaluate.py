@@ -44,7 +44,7 @@ def _load_config(workdir: str):
     if not os.path.exists(path):
         raise FileNotFoundError(f"--workdir={workdir}: no config.json (is it a training run directory?)")
     with open(path) as f:
-        saved = json.load(f)
+        saved = atm_config.upgrade_saved(json.load(f))
     # Over today's defaults, so a run saved before a config key existed still evaluates.
     config = atm_config.default_config(saved.get("objective", "mlm"))
     config.update(saved)
@@ -62,15 +62,13 @@ def _load_config(workdir: str):
 
 def evaluate_run(workdir: str, task: str = "", split: str = "test", bio_folder: str = "") -> dict:
     """Figures of the run on each task's split: {"rows": [per-task dicts], "mean": {...} or None}."""
-    from atm import objectives, sharding, train
+    from atm import train
     from atm.checkpoint import Checkpointer
 
     workdir = os.path.abspath(workdir)
     config = _load_config(workdir)
-    objective_cls = objectives.get(config.objective)
-    vocab, train_data, _, _ = objective_cls.build_data(config, workdir)
-    objective = objective_cls(config, vocab, train_data)
-    trainer = train.Trainer(config, objective, sharding.make_mesh(config.mesh))
+    built = train.build(config, workdir)
+    objective, trainer = built.objective, built.trainer
     restored = Checkpointer(os.path.join(workdir, "checkpoints"), 1, False).restore_latest(trainer.abstract_state())
     if restored is None:
         raise FileNotFoundError(f"--workdir={workdir}: no checkpoint to evaluate")
@@ -85,7 +83,7 @@ def evaluate_run(workdir: str, task: str = "", split: str = "test", bio_folder: 
         elif key == "task":
             task_config.finetune.task, task_config.finetune.bio_folder = target, ""
         task_config.finetune.eval_split = split
-        _, task_train, eval_data, _ = objective_cls.build_data(task_config, workdir)
+        _, task_train, eval_data, _ = objective.build_data(task_config, workdir)
         if task_train.split.label_names != objective.label_names:
             raise ValueError(f"--task={target}: its label inventory differs from the one {workdir} was trained on")
         figures = train.evaluate(trainer, state.params, eval_data, -1)

@@ -12,6 +12,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from atm import config as atm_config
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: metrics, checkpoints, resolved config.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -37,13 +39,36 @@ def main(argv):
     if not os.environ.get("ATM_VERBOSE"):
         logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
     initialize_distributed()
-    from atm import train
+    from atm import preemption, train
 
+    config = load_config_or_exit()
     try:
-        train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+        train.train_and_evaluate(config, _WORKDIR.value)
     except (ValueError, FileNotFoundError, train.NonFiniteLossError) as e:
         print(f"atm: error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
+    except KeyError as e:  # a bad value found while building (an unknown task name, ...): its message says which
+        print(f"atm: error: {e.args[0] if e.args else e}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except preemption.Preempted as e:
+        print(f"atm: {e}", file=sys.stderr, flush=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+        print("atm: interrupted; nothing was saved since the last checkpoint", file=sys.stderr, flush=True)
+        sys.exit(130)
+
+
+def load_config_or_exit():
+    """The --config file's ConfigDict; a file that is missing or fails to load exits 2 with one line."""
+    try:
+        config = _CONFIG.value
+        config.objective  # noqa: B018  (a config that failed to load raises on first use)
+        return config
+    except Exception as e:  # noqa: BLE001  (a config file can fail in any way; show its message, not a traceback)
+        message = str(e).split("earlier failure to load:")[-1]
+        print(f"atm: error: --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}: "
+              f"{' '.join(message.split())}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def run():
@@ -51,7 +76,14 @@ def run():
         app.run(main)
     except (AttributeError, KeyError) as e:  # an unknown --config.x.y override (ml_collections names the nearest)
         overrides = [a.split("=")[0] for a in sys.argv[1:] if a.startswith("--config.")]
-        print(f"atm: error: unknown config key in {overrides}: {str(e).strip(chr(39))}", file=sys.stderr)
+        renamed = [m for m in map(atm_config.renamed_key_message, overrides) if m]
+        if renamed:
+            print(f"atm: error: {'; '.join(renamed)}", file=sys.stderr)
+            sys.exit(2)
+        while isinstance(e, BaseException) and e.args:  # ml_collections wraps a KeyError in an AttributeError
+            e = e.args[0]
+        message = " ".join(str(e).split())
+        print(f"atm: error: unknown config key among {', '.join(overrides)}: {message}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -122,3 +122,17 @@ def global_batch_from_local(mesh: Mesh, local_batch: dict, global_batch_size: in
             batch_sharding(mesh, local.ndim), local, global_shape)
     return out
 
+
+class MeshContext:
+    """Context in which flax's logical axis names resolve against `mesh` (the loop, teachers, the cache)."""
+
+    def __init__(self, mesh: Mesh):
+        self.mesh, self.rules = mesh, nn.logical_axis_rules(LOGICAL_AXIS_RULES)
+
+    def __enter__(self):
+        self.mesh.__enter__()
+        self.rules.__enter__()
+
+    def __exit__(self, *exc):
+        self.rules.__exit__(*exc)
+        self.mesh.__exit__(*exc)

@@ -123,10 +123,11 @@ def initialize(trainer, state, init_config) -> Any:
     finetuned = init_config.mode == "finetuned"
     run = teacher_lib.load_run(init_config.teacher, key, ("finetune",) if finetuned else ("mlm", "distill"))
     teacher_lib.check_same_vocabulary(run, trainer.objective.vocab, key)
+    step, teacher = run.read_params()
     student = jax.device_get(state.params)
     layer_map = resolve_layer_map(init_config.layer_map, len(encoder_layers(student["encoder"])),
-                                  len(encoder_layers(run.params["encoder"])), "config.student_init.layer_map")
-    params, report = copy_from_teacher(student, run.params, layer_map, finetuned, key, "teacher")
-    print(f"Student initialised from {init_config.mode} teacher {run.describe()}, layer map "
+                                  len(encoder_layers(teacher["encoder"])), "config.student_init.layer_map")
+    params, report = copy_from_teacher(student, teacher, layer_map, finetuned, key, "teacher")
+    print(f"Student initialised from {init_config.mode} teacher {run.directory} (step {step}), layer map "
           f"{init_config.layer_map!r} = {layer_map}:\n" + "\n".join(report), flush=True)
     return state.replace(params=jax.device_put(params, trainer.state_shardings.params))

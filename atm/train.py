@@ -7,7 +7,9 @@ metrics, evaluation and checkpoints.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import filecmp
+import functools
 import json
 import math
 import os
@@ -27,7 +29,7 @@ from absl import logging
 from atm import checkpoint as atm_checkpoint
 from atm import config as atm_config
 from atm import metrics as atm_metrics
-from atm import objectives, sharding
+from atm import objectives, preemption, sharding
 
 EVAL_RNG_SEED = 1_000_003  # eval masks are fixed across the run so eval losses compare
 
@@ -105,7 +107,6 @@ class Trainer:
         sharding.check_divisible(nn.unbox(boxed), self.state_shardings)
         for name, spec in batch.items():
             sharding.check_divisible({name: spec}, {name: self.batch_shardings[name]})
-        self.frozen = objective.frozen_params(mesh)
         self._train_step = jax.jit(
             self._train_step_fn, in_shardings=(self.state_shardings, self.batch_shardings, None),
             out_shardings=(self.state_shardings, sharding.replicated(mesh)), donate_argnums=(0,))
@@ -113,9 +114,15 @@ class Trainer:
             self._eval_step_fn, in_shardings=(self.state_shardings.params, self.batch_shardings, None),
             out_shardings=sharding.replicated(mesh))
 
+    @functools.cached_property
+    def frozen(self) -> Any:
+        """The objective's frozen params (teachers) on the mesh, read on first use: `lower` needs only
+        their shapes (`objective.frozen_abstract`)."""
+        return self.objective.frozen_params(self.mesh)
+
     def activate(self):
         """Context in which logical axis names resolve against this mesh."""
-        return _MeshContext(self.mesh)
+        return sharding.MeshContext(self.mesh)
 
     # --- state ------------------------------------------------------------------------------
     def _init_boxed_state(self, rng):
@@ -184,18 +191,53 @@ class Trainer:
     def global_batch(self, local_batch: dict) -> dict:
         return sharding.global_batch_from_local(self.mesh, local_batch, self.config.train.batch_size)
 
+    # --- ahead of time ----------------------------------------------------------------------
+    def abstract_batch(self) -> dict:
+        """ShapeDtypeStructs with shardings of one global training batch."""
+        return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_shardings[k])
+                for k, v in self.objective.example_batch(self.config.train.batch_size).items()}
 
-class _MeshContext:
-    def __init__(self, mesh):
-        self.mesh, self.rules = mesh, nn.logical_axis_rules(sharding.LOGICAL_AXIS_RULES)
+    def lower(self, state: Any = None, batch: dict | None = None) -> jax.stages.Lowered:
+        """The train step lowered with its real shardings and donation, from abstract (or concrete)
+        inputs; default: `abstract_state()` and `abstract_batch()`. `.compile()` it to check memory
+        and cost before a run (the frozen params enter as shapes: no teacher weight is read)."""
+        frozen = self.objective.frozen_abstract(self.mesh)
+        with self.activate():
+            return self._train_step.lower(self.abstract_state() if state is None else state,
+                                          self.abstract_batch() if batch is None else batch, frozen)
 
-    def __enter__(self):
-        self.mesh.__enter__()
-        self.rules.__enter__()
 
-    def __exit__(self, *exc):
-        self.rules.__exit__(*exc)
-        self.mesh.__exit__(*exc)
+@dataclasses.dataclass
+class Built:
+    """Everything `build` assembles for one config: the run's pieces, before any state exists."""
+    config: ml_collections.ConfigDict
+    mesh: jax.sharding.Mesh
+    vocab: Any
+    train_data: Any  # a batcher; None when built on a given vocabulary
+    eval_data: Any
+    data_stats: dict
+    objective: objectives.Objective
+    trainer: Trainer
+
+
+def build(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.Mesh | None = None,
+          devices=None, vocab: Any = None, train_data: Any = None) -> Built:
+    """config → mesh → data → objective → Trainer, the one place they are assembled (the loop,
+    evaluation, the teacher cache, benchmarks, tests and reproduce scripts all call it).
+
+    `mesh`: an existing mesh (else one from config.mesh over `devices`, default all). `vocab`: build
+    the objective on this vocabulary (and `train_data`, when several configs share one load) without
+    reading any data: restoring a run to infer, benchmarks on random ids. Else the objective's
+    `build_data(config, workdir)` makes the vocabulary and batchers."""
+    if mesh is None:
+        mesh = sharding.make_mesh(config.mesh, devices)  # a wrong mesh fails here, before any data or compile
+    objective_cls = objectives.get(config.objective)
+    if vocab is None:
+        vocab, train_data, eval_data, data_stats = objective_cls.build_data(config, workdir)
+    else:
+        eval_data, data_stats = None, {}
+    objective = objective_cls(config, vocab, train_data)
+    return Built(config, mesh, vocab, train_data, eval_data, data_stats, objective, Trainer(config, objective, mesh))
 
 
 def evaluate(trainer: Trainer, params, eval_data, num_batches: int) -> dict:
@@ -211,20 +253,17 @@ def evaluate(trainer: Trainer, params, eval_data, num_batches: int) -> dict:
 
 
 def initialize_from(trainer: Trainer, state: TrainState, directory: str) -> TrainState:
-    """Params from the latest checkpoint of another run (`config.init_from`); a fresh optimizer."""
+    """Params from the newest intact checkpoint of another run (`config.init_from`); a fresh optimizer."""
     ckpt_dir = os.path.join(os.path.abspath(directory), "checkpoints")
     if not os.path.isdir(ckpt_dir):
         raise FileNotFoundError(f"config.init_from={directory!r}: no checkpoint under {ckpt_dir}")
-    source = atm_checkpoint.Checkpointer(ckpt_dir, 1, False)
-    steps = source.steps()
-    if not steps:
-        raise FileNotFoundError(f"config.init_from={directory!r}: no checkpoint under {ckpt_dir}")
-    pretrained = source.restore_params(steps[-1])
+    step, pretrained = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).latest_intact_params(
+        f"config.init_from={directory!r}")
     params, copied = trainer.objective.load_pretrained(jax.device_get(state.params), pretrained)
     if not copied:
         raise ValueError(f"config.init_from={directory!r}: no parameter path matches this model's")
     total = len(jax.tree_util.tree_leaves(params))
-    print(f"Initialised {len(copied)} of {total} tensors from {ckpt_dir} step {steps[-1]} (the rest are fresh)",
+    print(f"Initialised {len(copied)} of {total} tensors from {ckpt_dir} step {step} (the rest are fresh)",
           flush=True)
     return state.replace(params=jax.device_put(params, trainer.state_shardings.params))
 
@@ -248,6 +287,30 @@ def inherit_vocab(config: ml_collections.ConfigDict):
                          f"{config.init_from!r} ({inherited}); its embeddings belong to that one")
 
 
+def config_changes(config: ml_collections.ConfigDict, workdir: str, limit: int = 8) -> str:
+    """'model.num_layers: 2 → 3, ...': where `config` differs from the run's saved config.json."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        saved = _flatten(json.load(f))
+    now = _flatten(json.loads(config.to_json_best_effort()))
+    # Keys the saved config lacks are settings added to atm since that run: not a change by the user.
+    changed = [f"{k}: {saved[k]!r} → {now.get(k, '(absent)')!r}"
+               for k in sorted(saved) if saved[k] != now.get(k, "(absent)")]
+    return ", ".join(changed[:limit]) + (f" and {len(changed) - limit} more" if len(changed) > limit else "")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
 def write_resolved_config(config: ml_collections.ConfigDict, workdir: str):
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -263,14 +326,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          f"workdir with --config.init_from={workdir}")
     os.makedirs(workdir, exist_ok=True)
     mesh = sharding.make_mesh(config.mesh)  # a wrong mesh fails here, before any compile
-    objective_cls = objectives.get(config.objective)
     inherit_vocab(config)
-    vocab, train_data, eval_data, data_stats = objective_cls.build_data(config, workdir)
-    objective = objective_cls(config, vocab, train_data)
-    trainer = Trainer(config, objective, mesh)
+    built = build(config, workdir, mesh)
+    train_data, eval_data, data_stats = built.train_data, built.eval_data, built.data_stats
+    objective, trainer = built.objective, built.trainer
+    trainer.frozen  # noqa: B018  teachers are read and placed now: a bad one fails before anything is written
     ckpt = atm_checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep,
                                        config.checkpoint.async_save)
-    restored = ckpt.restore_latest(trainer.abstract_state())
+    restored = ckpt.restore_latest(trainer.abstract_state(), lambda: config_changes(config, workdir))
     if restored:
         step, state, data_state = restored
         train_data.check_state(data_state, f"checkpoint step {step} in {ckpt.directory}")
@@ -311,37 +374,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     f"The last good checkpoint in {ckpt.directory} is intact (steps {ckpt.steps()})")
         return fetched
 
+    watch = preemption.StopWatch()
     try:
-        while step < total:
-            local = next_batch.result()
-            if step + 1 < total:
-                next_batch = prefetch.submit(train_data.batch, step + 1)
-            state, step_metrics = trainer.train_step(state, trainer.global_batch(local))
-            step += 1
-            pending.append((step, step_metrics))
-            is_log = step % config.train.log_every == 0 or step == total
-            is_ckpt = step % config.checkpoint.every == 0 or step == total
-            is_eval = eval_data is not None and (step % config.train.eval_every == 0 or step == total)
-            if is_log or is_ckpt or is_eval:
-                fetched = check_and_fetch()
-                now = time.time()
-                tokens_per_s = tokens_per_step * (step - window_step) / max(now - window_start, 1e-9)
-                window_start, window_step = now, step
-                scalars = {k: float(v) for k, v in fetched[-1][1].items() if k != "weight"}
-                if not last:  # the first record carries the data statistics (malformed rows skipped)
-                    scalars.update(data_stats)
-                scalars.update(tokens_per_s=tokens_per_s,
-                               mfu=atm_metrics.mfu(flops_per_token, tokens_per_s, jax.device_count()))
-                if is_eval:
-                    scalars.update(evaluate(trainer, state.params, eval_data, config.train.eval_batches))
-                last = scalars
-                if is_log or is_eval:
-                    log.write(step, scalars)
-            if is_ckpt:
-                ckpt.save(step, state, train_data.state(step), force=step == total)
-            if step == config.train.kill_at_step:
+        with watch:
+            while step < total and not watch.should_stop(step):
+                local = next_batch.result()
+                if step + 1 < total:
+                    next_batch = prefetch.submit(train_data.batch, step + 1)
+                state, step_metrics = trainer.train_step(state, trainer.global_batch(local))
+                step += 1
+                pending.append((step, step_metrics))
+                is_log = step % config.train.log_every == 0 or step == total
+                is_ckpt = step % config.checkpoint.every == 0 or step == total
+                is_eval = eval_data is not None and (step % config.train.eval_every == 0 or step == total)
+                if is_log or is_ckpt or is_eval:
+                    fetched = check_and_fetch()
+                    now = time.time()
+                    tokens_per_s = tokens_per_step * (step - window_step) / max(now - window_start, 1e-9)
+                    window_start, window_step = now, step
+                    scalars = {k: float(v) for k, v in fetched[-1][1].items() if k != "weight"}
+                    if not last:  # the first record carries the data statistics (malformed rows skipped)
+                        scalars.update(data_stats)
+                    scalars.update(tokens_per_s=tokens_per_s,
+                                   mfu=atm_metrics.mfu(flops_per_token, tokens_per_s, jax.device_count()))
+                    if is_eval:
+                        scalars.update(evaluate(trainer, state.params, eval_data, config.train.eval_batches))
+                    last = scalars
+                    if is_log or is_eval:
+                        log.write(step, scalars)
+                if is_ckpt:
+                    ckpt.save(step, state, train_data.state(step), force=step == total)
+                if step == config.train.kill_at_step:
+                    kill = signal.Signals[config.train.kill_signal]
+                    if kill == signal.SIGKILL:
+                        ckpt.wait()
+                    os.kill(os.getpid(), kill)
+            if step < total:  # stopped by a signal: keep this step's work (never a NaN state: checked first)
+                check_and_fetch()
+                if step not in ckpt.steps():
+                    ckpt.save(step, state, train_data.state(step), force=True)
                 ckpt.wait()
-                os.kill(os.getpid(), signal.SIGKILL)
+                raise preemption.Preempted(watch.signum, step, ckpt.directory)
     finally:
         prefetch.shutdown(wait=False)
         ckpt.close()

@@ -1,6 +1,6 @@
 """ATM (arXiv 2206.07808) in miniature: two-stage teachers, distilled students, MASSIVE fine-tuning.
 
-    python reproduce/atm.py [--scale=1.0] [--seeds=3] [--workdir=workdirs/reproduce_atm] [--smoke]
+    python -m reproduce.atm [--scale=1.0] [--seeds=3] [--workdir=workdirs/reproduce_atm] [--smoke]
 
 The default (scale 1.0, 3 seeds) takes about half an hour on 2 quiet CPU cores (results/atm/table.md
 states the measured time): stage 1 720 steps, stage 2 360, students 600, fine-tuning 600 per seed.
@@ -21,20 +21,12 @@ teacher beats the student from the stage-1 teacher and the MLM-only student.
 """
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from atm import config as atm_config
+from reproduce import common
 
-from reproduce import common  # noqa: E402
-
-from atm import config as atm_config  # noqa: E402
-from atm.config import default_config  # noqa: E402
-
-TEACHER = dict(num_layers=4, hidden_size=128, num_heads=4, ffn_size=512)
-STUDENT = dict(num_layers=2, hidden_size=96, num_heads=4, ffn_size=384)  # 0.28 × the teacher's non-embedding size
+TEACHER, STUDENT = common.TEACHER, common.STUDENT
 MODELS = ["teacher_s1", "teacher_s2", "student_s1", "student_s2", "student_mlm"]
 LABELS = {"teacher_s1": "teacher, stage 1", "teacher_s2": "teacher, stage 2",
           "student_s1": "student ← stage-1 teacher", "student_s2": "student ← stage-2 teacher",
@@ -43,60 +35,32 @@ PLOT_LABELS = {"teacher_s1": "teacher\nstage 1", "teacher_s2": "teacher\nstage 2
                "student_s2": "student\n← T stage 2", "student_mlm": "student\nMLM only"}
 
 
-def pretrain_config(objective, model, tasks, steps, seq_len, args, **data):
-    c = default_config(objective)
-    c.model.update(dict(vocab_size=8000, max_positions=128, type_vocab_size=1, pre_layer_norm=True,
-                        hidden_dropout=0.1, layer_norm_eps=1e-5), **model)
-    c.data.update(source="tasks", tasks=tasks, vocab_size=8000, seq_len=seq_len, whole_word_masking=True,
-                  eval_fraction=0.02, **data)
-    c.train.update(steps=steps, batch_size=args.batch, log_every=max(1, steps // 10), eval_every=steps,
-                   eval_batches=4)
-    c.optimizer.update(learning_rate=1e-3, warmup_steps=max(1, steps // 10), schedule="linear")
-    c.checkpoint.update(every=steps, keep=1)
-    return c
-
-
-def finetune_config(model, vocab, steps, seed, args):
-    c = default_config("finetune")
-    c.seed = seed
-    c.model.update(dict(vocab_size=8000, max_positions=128, type_vocab_size=1, pre_layer_norm=model is TEACHER,
-                        hidden_dropout=0.1, layer_norm_eps=1e-5), **model)
-    c.finetune.update(task="massive_en_us", eval_split="validation")
-    c.data.update(vocab=vocab, seq_len=32)
-    c.train.update(steps=steps, batch_size=32, log_every=max(1, steps // 5), eval_every=steps, eval_batches=8)
-    c.optimizer.update(learning_rate=2e-3, warmup_steps=max(1, steps // 10))
-    c.checkpoint.update(every=steps, keep=1)
-    return c
+def finetune_config(teacher: bool, vocab, steps, seed):
+    """MASSIVE en-US fine-tuning of a teacher (pre-LN) or a student (post-LN, as distilled)."""
+    model = {**common.MODEL, **(TEACHER if teacher else STUDENT), "pre_layer_norm": teacher}
+    return common.finetune_config(model, vocab, steps, seed)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every step count")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--workdir", default="workdirs/reproduce_atm")
-    parser.add_argument("--results", default="results/atm")
-    parser.add_argument("--smoke", action="store_true", help="a few steps of everything (seconds per run)")
-    parser.add_argument("--steps", default="", help="per-phase step counts that override the scale, e.g. finetune=120")
+    parser = common.parser(__doc__, seeds=3, workdir="workdirs/reproduce_atm", results="results/atm")
+    parser.add_argument("--batch", type=int, default=32, help="pretraining and distillation batch")
     args = parser.parse_args(argv)
     if args.smoke:
         args.scale, args.seeds, args.batch = 0.005, min(args.seeds, 2), 8
-    steps = {k: max(2, int(v * args.scale)) for k, v in
-             dict(stage1=720, stage2=360, distill=600, finetune=600).items()}
-    steps.update(common.parse_steps(args.steps, steps))
+    steps = common.schedule(dict(stage1=720, stage2=360, distill=600, finetune=600), args)
     work = os.path.abspath(args.workdir)
     clock = common.Clock(work)
     os.makedirs(work, exist_ok=True)
     print(f"ATM miniature: steps {steps}, seeds {args.seeds}, workdir {work}", flush=True)
 
     # 1-2: the teachers
-    stage1 = pretrain_config("mlm", TEACHER, "mlm_text:0.8,tydiqa_goldp:0.1,xnli:0.1", steps["stage1"], 64, args,
-                             spoken_share=0.7, num_examples=400 if args.smoke else 60000)
+    stage1 = common.pretrain_config("mlm", TEACHER, "mlm_text:0.8,tydiqa_goldp:0.1,xnli:0.1", steps["stage1"], 64,
+                                    args.batch, spoken_share=0.7, num_examples=400 if args.smoke else 60000)
     common.run(stage1, f"{work}/teacher_s1")
     vocab = f"{work}/teacher_s1/vocab.model"
     clock.log("teacher_s1 (stage 1) done")
-    stage2 = pretrain_config("mlm", TEACHER, "massive_text", steps["stage2"], 32, args, vocab=vocab,
-                             num_examples=400 if args.smoke else 0)
+    stage2 = common.pretrain_config("mlm", TEACHER, "massive_text", steps["stage2"], 32, args.batch, vocab=vocab,
+                                    num_examples=400 if args.smoke else 0)
     stage2.init_from = f"{work}/teacher_s1"
     stage2.optimizer.learning_rate = 5e-4
     common.run(stage2, f"{work}/teacher_s2")
@@ -106,8 +70,8 @@ def main(argv=None):
     distill_text = dict(vocab=vocab, num_examples=400 if args.smoke else 40000,
                         replay_tasks="mlm_text_spoken_written", replay_share=0.3)
     for name, teacher in (("student_s1", "teacher_s1"), ("student_s2", "teacher_s2"), ("student_mlm", None)):
-        c = pretrain_config("distill" if teacher else "mlm", STUDENT, "massive_text", steps["distill"], 32, args,
-                            **distill_text)
+        c = common.pretrain_config("distill" if teacher else "mlm", STUDENT, "massive_text", steps["distill"], 32,
+                                   args.batch, **distill_text)
         c.model.pre_layer_norm = False
         if teacher:
             c.distill.update(teacher=f"{work}/{teacher}", alpha=0.5, temperature=2.0, loss="kl")
@@ -118,7 +82,7 @@ def main(argv=None):
     results = {}
     for name in MODELS:
         for seed in range(args.seeds):
-            c = finetune_config(TEACHER if name.startswith("teacher") else STUDENT, vocab, steps["finetune"], seed, args)
+            c = finetune_config(name.startswith("teacher"), vocab, steps["finetune"], seed)
             c.init_from = f"{work}/{name}"
             run_dir = f"{work}/ft_{name}_seed{seed}"
             common.run(c, run_dir)
@@ -156,9 +120,7 @@ def write_results(results, steps, args, clock):
     ]
     table = [
         "# ATM in miniature (arXiv 2206.07808)", "",
-        f"Produced by `python reproduce/atm.py --scale={args.scale} --seeds={args.seeds}"
-        f"{' --steps=' + args.steps if args.steps else ''}` in "
-        f"{clock.minutes():.1f} minutes on this machine (2 CPU cores, shared). Steps: {steps}.",
+        common.produced_by("atm", args, clock, steps, (("steps", args.steps),)),
         f"Teacher: {TEACHER['num_layers']}×{TEACHER['hidden_size']} pre-LN, {teacher_params:,} non-embedding params; "
         f"students: {STUDENT['num_layers']}×{STUDENT['hidden_size']}, {student_params:,} "
         f"({student_params / teacher_params:.2f}× the teacher). Vocabulary: 8000 SentencePiece pieces trained on "
@@ -172,8 +134,7 @@ def write_results(results, steps, args, clock):
         *[f"- {claim}: {common.verdict(values(better, 'en-US', key), values(worse, 'en-US', key))}"
           for claim, better, worse, key in claims], "",
         "![ATM miniature](atm.png)", ""]
-    with open(os.path.join(args.results, "table.md"), "w") as f:
-        f.write("\n".join(table))
+    common.write_table(os.path.join(args.results, "table.md"), table)
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     for ax, (key, title) in zip(axes, [("accuracy", "intent accuracy (%)"), ("slot_f1", "slot F1 (%)"),

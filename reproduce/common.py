@@ -1,19 +1,78 @@
-"""Shared pieces of the paper reproductions: run a config in process, evaluate on MASSIVE locales, write tables."""
+"""Shared pieces of the paper reproductions, which run from the repository root as `python -m reproduce.<paper>`:
+the command line and its step schedule, the miniature model shapes and configs, running a config in
+process, evaluating on MASSIVE locales, verdicts and table writing."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
+from atm import evaluate, train
+from atm.config import default_config
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from atm import evaluate, train  # noqa: E402
-
 LOCALES = {"en-US": "massive_en_us", "de-DE": "massive_de_de", "sw-KE": "massive_sw_ke"}
+
+# --- model shapes and configs ---------------------------------------------------------------------
+# What every miniature model of the ATM and Privileged Students scripts has: the 8000-piece vocabulary
+# trained on the stage-1 corpus, pre-LN (students distilled in reproduce.atm set it off), dropout 0.1.
+MODEL = dict(vocab_size=8000, max_positions=128, type_vocab_size=1, pre_layer_norm=True, hidden_dropout=0.1,
+             layer_norm_eps=1e-5)
+TEACHER = dict(num_layers=4, hidden_size=128, num_heads=4, ffn_size=512)
+STUDENT = dict(num_layers=2, hidden_size=96, num_heads=4, ffn_size=384)  # 0.28 × the teacher's non-embedding size
+
+
+def pretrain_config(objective: str, model: dict, tasks: str, steps: int, seq_len: int, batch_size: int, **data):
+    """An mlm or distill run of `steps` steps on the seqio `tasks` with whole-word masking (linear decay,
+    lr 1e-3, one eval of 4 batches at the end); `model` over `MODEL`, `data` over the data section."""
+    c = default_config(objective)
+    c.model.update({**MODEL, **model})
+    c.data.update(source="tasks", tasks=tasks, vocab_size=8000, seq_len=seq_len, whole_word_masking=True,
+                  eval_fraction=0.02, **data)
+    c.train.update(steps=steps, batch_size=batch_size, log_every=max(1, steps // 10), eval_every=steps,
+                   eval_batches=4)
+    c.optimizer.update(learning_rate=1e-3, warmup_steps=max(1, steps // 10), schedule="linear")
+    c.checkpoint.update(every=steps, keep=1)
+    return c
+
+
+def finetune_config(model: dict, vocab: str, steps: int, seed: int, task: str = "massive_en_us", seq_len: int = 32,
+                    batch_size: int = 32, learning_rate: float = 2e-3, eval_batches: int = 8,
+                    keep: int | None = 1, **finetune):
+    """A fine-tuning run scored on `task`'s validation split (`eval_batches` batches, -1: all of it);
+    `finetune` sets more of the finetune section; `keep=None` keeps the default checkpoint count."""
+    c = default_config("finetune")
+    c.seed = seed
+    c.model.update(model)
+    c.finetune.update(task=task, eval_split="validation", **finetune)
+    c.data.update(vocab=vocab, seq_len=seq_len)
+    c.train.update(steps=steps, batch_size=batch_size, log_every=max(1, steps // 5), eval_every=steps,
+                   eval_batches=eval_batches)
+    c.optimizer.update(learning_rate=learning_rate, warmup_steps=max(1, steps // 10))
+    c.checkpoint.update(every=steps, **({} if keep is None else {"keep": keep}))
+    return c
+
+
+# --- command line ---------------------------------------------------------------------------------
+def parser(doc: str, seeds: int, workdir: str, results: str) -> argparse.ArgumentParser:
+    """The flags every paper script takes: --scale, --seeds, --workdir, --results, --smoke, --steps."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--scale", type=float, default=1.0, help="multiplies every step count")
+    p.add_argument("--seeds", type=int, default=seeds)
+    p.add_argument("--workdir", default=workdir)
+    p.add_argument("--results", default=results)
+    p.add_argument("--smoke", action="store_true", help="a few steps of everything (seconds per run)")
+    p.add_argument("--steps", default="", help="per-phase step counts that override the scale, e.g. finetune=120")
+    return p
+
+
+def schedule(base: dict, args) -> dict:
+    """{phase: steps}: each phase's `base` steps × --scale (at least 2), then the --steps overrides."""
+    steps = {k: max(2, int(v * args.scale)) for k, v in base.items()}
+    steps.update(parse_steps(args.steps, steps))
+    return steps
 
 
 class Clock:
@@ -96,3 +155,21 @@ def cell(values: list[float], percent: bool = True) -> str:
 def non_embedding(model_config) -> int:
     d, f, layers = model_config.hidden_size, model_config.ffn_size, model_config.num_layers
     return layers * (4 * d * d + 2 * d * f + 4 * d + f + d + 4 * d)
+
+
+# --- tables ---------------------------------------------------------------------------------------
+def produced_by(paper: str, args, clock: "Clock", steps: dict, flags: tuple = ()) -> str:
+    """A table's first line: the command that wrote it (`flags`: (name, value) shown when set), its wall
+    time and each phase's steps."""
+    extra = "".join(f" --{name}={value}" for name, value in flags if value)
+    return (f"Produced by `python -m reproduce.{paper} --scale={args.scale} --seeds={args.seeds}{extra}` in "
+            f"{clock.minutes():.1f} minutes on this machine (2 CPU cores, shared). Steps: {steps}.")
+
+
+def write_table(path: str, lines: list[str]) -> str:
+    """Write the markdown `lines` to `path` (its folder made); returns the text."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    text = "\n".join(lines)
+    with open(path, "w") as f:
+        f.write(text)
+    return text

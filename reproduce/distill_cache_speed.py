@@ -1,8 +1,8 @@
 """Online teacher vs offline top-k teacher logits: distillation step time on the same stream.
 
-    python reproduce/distill_cache_speed.py --teacher=workdirs/reproduce_atm/teacher_s2 [--steps=60] [--top_k=32]
+    python -m reproduce.distill_cache_speed --teacher=workdirs/reproduce_atm/teacher_s2 [--steps=60] [--top_k=32]
 
-Distils the reproduce/atm.py student (2 × 96) from `--teacher` on MASSIVE utterances for `--steps`
+Distils the reproduce.atm student (2 × 96, `common.STUDENT`) from `--teacher` on MASSIVE utterances for `--steps`
 steps twice: with the teacher running inside the step, and from a top-k cache written first by
 atm.distill.cache (the time to write the cache is reported apart). Prints one JSON line: seconds per
 step of each (median over the steps after the first, which compiles), the speed-up, and the
@@ -14,21 +14,16 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from reproduce import atm as atm_script  # noqa: E402
-
-from atm import objectives, sharding, train  # noqa: E402
-from atm.distill import cache as cache_lib  # noqa: E402
+from atm import train
+from atm.distill import cache as cache_lib
+from reproduce import common
 
 
 def timed_run(config, workdir):
-    objective_cls = objectives.get("distill")
-    vocab, data, _, _ = objective_cls.build_data(config, workdir)
-    trainer = train.Trainer(config, objective_cls(config, vocab, data), sharding.make_mesh(config.mesh))
+    built = train.build(config, workdir)
+    trainer, data = built.trainer, built.train_data
     state = trainer.init_state()
     times, loss = [], None
     for step in range(config.train.steps):
@@ -47,9 +42,8 @@ def main():
     parser.add_argument("--top_k", type=int, default=32)
     parser.add_argument("--workdir", default="workdirs/distill_cache_speed")
     args = parser.parse_args()
-    run_args = argparse.Namespace(batch=32)
-    config = atm_script.pretrain_config("distill", atm_script.STUDENT, "massive_text", args.steps, 32, run_args,
-                                        vocab=os.path.join(args.teacher, "vocab.model"))
+    config = common.pretrain_config("distill", common.STUDENT, "massive_text", args.steps, 32, 32,
+                                    vocab=os.path.join(args.teacher, "vocab.model"))
     config.model.pre_layer_norm = False
     config.distill.teacher = os.path.abspath(args.teacher)
     online_s, online_loss = timed_run(config, f"{args.workdir}/online")

@@ -1,7 +1,7 @@
 """NarrowBERT in miniature: BERT vs NarrowBERT arrangements, same pretraining, then SST-2 and MASSIVE intents.
 
-    python reproduce/narrowbert.py [--scale=medium] [--seeds=3] [--out=results/narrowbert]
-    python reproduce/narrowbert.py --scale=smoke --seeds=1 --out=/tmp/nb   # seconds-to-minutes check
+    python -m reproduce.narrowbert [--scale=medium] [--seeds=3] [--out=results/narrowbert]
+    python -m reproduce.narrowbert --scale=smoke --seeds=1 --out=/tmp/nb   # seconds-to-minutes check
 
 For each seed and each arrangement (BERT = "" plus `SCALES[scale]["arrangements"]`):
   1. MLM pretraining on the ATM stage-1 corpus (configs/atm_stage1_public.py: WikiANN text, TyDi QA
@@ -22,11 +22,8 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from reproduce import common  # noqa: E402
+from reproduce import common
 
 SCALES = {
     # ~45 minutes on 2 shared CPU cores (load ~10); too few steps to learn anything (results/narrowbert/NOTES.md).
@@ -65,24 +62,15 @@ def pretrain_config(scale: dict, arrangement: str, seed: int, vocab: str):
 
 
 def finetune_config(scale: dict, model: dict, task: str, seed: int, vocab: str, init_from: str):
-    from atm.config import default_config
-
-    c = default_config("finetune")
-    c.model.update(model)
-    c.seed = seed
+    # SST-2 has only [CLS]; MASSIVE: intents without the slot head. Eval batches -1: the whole validation split.
+    c = common.finetune_config(model, vocab, scale["finetune_steps"], seed, task=task,
+                               seq_len=scale["finetune_seq_len"], batch_size=scale["batch_size"],
+                               learning_rate=scale.get("finetune_lr", 5e-4),
+                               eval_batches=scale.get("finetune_eval_batches", -1), keep=None,
+                               sequence_heads_only=True)
     c.init_from = init_from
-    c.finetune.task = task
-    c.finetune.eval_split = "validation"
-    c.finetune.sequence_heads_only = True  # SST-2 has only [CLS]; MASSIVE: intents without the slot head
-    c.data.vocab = vocab
     c.data.vocab_size = scale["vocab_size"]
-    c.data.seq_len = scale["finetune_seq_len"]
-    c.train.update(steps=scale["finetune_steps"], batch_size=scale["batch_size"],
-                   log_every=max(1, scale["finetune_steps"] // 5), eval_every=scale["finetune_steps"],
-                   eval_batches=scale.get("finetune_eval_batches", -1))  # -1: the whole validation split
-    c.optimizer.update(learning_rate=scale.get("finetune_lr", 5e-4),
-                       warmup_steps=max(1, scale["finetune_steps"] // 10))
-    c.checkpoint.update(every=scale["finetune_steps"], async_save=False)
+    c.checkpoint.async_save = False
     return c
 
 
@@ -216,7 +204,7 @@ def write_table(results: dict, path: str):
     s = results["scale_settings"]
     lines = [
         f"# NarrowBERT in miniature (scale `{results['scale']}`, {results['seeds']} seeds)", "",
-        f"Produced by `python reproduce/narrowbert.py --scale={results['scale']} --seeds={results['seeds']}`"
+        f"Produced by `python -m reproduce.narrowbert --scale={results['scale']} --seeds={results['seeds']}`"
         + (f" in {results['minutes']} minutes (2 CPU cores)." if "minutes" in results else "."),
         f"Model {s['model']}, vocabulary {s['vocab_size']}; pretraining: {s['pretrain_steps']} MLM steps of "
         f"{s['batch_size']}×{s['seq_len']} tokens on the ATM stage-1 corpus ({s['rows']} rows); fine-tuning: "
@@ -233,8 +221,7 @@ def write_table(results: dict, path: str):
                      f"{pct(row['massive_intents'])} | {ratio(row['speedup_train'])} | {ratio(row['speedup_infer'])} "
                      f"| {ratio(row['flops_ratio_train'])} / {ratio(row['flops_ratio_infer'])} |")
     lines += ["", "## The paper's claim, in miniature", ""] + claim_lines(results) + [""]
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
+    common.write_table(path, lines)
 
 
 def plot(results: dict, path: str):
@@ -273,8 +260,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", default="medium", choices=sorted(SCALES))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", default=os.path.join(ROOT, "results", "narrowbert"))
-    parser.add_argument("--workdir", default=os.path.join(ROOT, "workdirs", "reproduce_narrowbert"))
+    parser.add_argument("--out", default=os.path.join(common.REPO, "results", "narrowbert"))
+    parser.add_argument("--workdir", default=os.path.join(common.REPO, "workdirs", "reproduce_narrowbert"))
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")

@@ -1,6 +1,6 @@
 """Where NarrowBERT's [CLS] inference time goes: BERT with 1..L layers vs the narrow arrangements.
 
-    python reproduce/narrowbert_depth_sweep.py [--shape=small] [--steps=25] [--arrangements=1sf:3sf]
+    python -m reproduce.narrowbert_depth_sweep [--shape=small] [--steps=25] [--arrangements=1sf:3sf]
 
 Times atm.bench's [CLS] sequence-classification forward (same batch, steps interleaved) for plain BERT
 with 1, 2, ..., L layers and for each arrangement, and prints one JSON line with the median and best
@@ -12,11 +12,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import statistics
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None):

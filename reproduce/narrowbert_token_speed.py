@@ -1,6 +1,6 @@
 """NarrowBERT on a token task: fine-tuning steps of MASSIVE intent + slots, side by side.
 
-    python reproduce/narrowbert_token_speed.py [--steps=10] [--seq_len=64] [--arrangement=1sf:3sf]
+    python -m reproduce.narrowbert_token_speed [--steps=10] [--seq_len=64] [--arrangement=1sf:3sf]
 
 Times, interleaved on the same real batches (atm.bench.time_runners), one fine-tuning step of
   bert        all layers over every token;
@@ -15,17 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None):
     import jax
 
-    from atm import bench, objectives, sharding
+    from atm import bench, objectives
     from atm.config import default_config
-    from atm.train import Trainer
+    from atm.train import build
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=10)
@@ -52,8 +49,7 @@ def main(argv=None):
     for name, arrangement, s in (("bert", "", 0), ("narrow/all", args.arrangement, 0),
                                  ("narrow/S", args.arrangement, slots)):
         c = config(arrangement, s)
-        objective = finetune(c, vocab, train_data)
-        trainer = Trainer(c, objective, sharding.make_mesh(c.mesh))
+        trainer = build(c, args.workdir, vocab=vocab, train_data=train_data).trainer
         batch = trainer.global_batch(train_data.batch(0))
         holder = {"state": trainer.init_state()}
 

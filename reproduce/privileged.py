@@ -1,8 +1,8 @@
 """The Privileged Students (arXiv 2406.16524) in miniature: student initialisation vs task-level distillation.
 
-    python reproduce/privileged.py [--scale=1.0] [--seeds=1] [--pretrained=RUN_DIR] [--smoke]
+    python -m reproduce.privileged [--scale=1.0] [--seeds=1] [--pretrained=RUN_DIR] [--smoke]
 
-1. A pretrained teacher: `--pretrained` (e.g. reproduce/atm.py's workdirs/reproduce_atm/teacher_s2), or an
+1. A pretrained teacher: `--pretrained` (e.g. reproduce.atm's workdirs/reproduce_atm/teacher_s2), or an
    MLM run on MASSIVE utterances + 30% stage-1 text trained here (4 layers × 128).
 2. The teacher fine-tuned on MASSIVE en-US (intent + slots), from the pretrained weights.
 3. Students with half the layers (2 × 128, the teacher's width and vocabulary), fine-tuned on MASSIVE
@@ -16,52 +16,30 @@ matters more than the distillation itself.
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from atm.config import default_config
+from reproduce import common
 
-from reproduce import common  # noqa: E402
-
-from atm.config import default_config  # noqa: E402
-
-TEACHER = dict(num_layers=4, hidden_size=128, num_heads=4, ffn_size=512, vocab_size=8000, max_positions=128,
-               type_vocab_size=1, pre_layer_norm=True, hidden_dropout=0.1, layer_norm_eps=1e-5)
+TEACHER = {**common.MODEL, **common.TEACHER}  # pre-LN
 INITS = {"random": "random init", "pretrained": "copy ← pretrained teacher", "finetuned": "copy ← fine-tuned teacher"}
 KDS = {"none": "no KD", "kl": "KD (KL)", "mse": "KD (MSE)"}
 
 
 def finetune_config(layers, steps, seed, vocab, fraction=1.0):
-    c = default_config("finetune")
-    c.seed = seed
-    c.model.update(TEACHER)
-    c.model.num_layers = layers
-    c.finetune.update(task="massive_en_us", eval_split="validation", train_fraction=fraction)
-    c.data.update(vocab=vocab, seq_len=32)
-    c.train.update(steps=steps, batch_size=32, log_every=max(1, steps // 5), eval_every=steps, eval_batches=8)
-    c.optimizer.update(learning_rate=2e-3, warmup_steps=max(1, steps // 10))
-    c.checkpoint.update(every=steps, keep=1)
-    return c
+    """MASSIVE en-US fine-tuning of the teacher's shape with `layers` layers on `fraction` of the train rows."""
+    return common.finetune_config({**TEACHER, "num_layers": layers}, vocab, steps, seed, train_fraction=fraction)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every step count")
-    parser.add_argument("--seeds", type=int, default=1)
+    parser = common.parser(__doc__, seeds=1, workdir="workdirs/reproduce_privileged", results="results/privileged")
     parser.add_argument("--pretrained", default="", help="a pretrained teacher run (else one is trained)")
-    parser.add_argument("--workdir", default="workdirs/reproduce_privileged")
-    parser.add_argument("--results", default="results/privileged")
-    parser.add_argument("--smoke", action="store_true", help="a few steps of everything (seconds per run)")
     parser.add_argument("--variants", default="", help="a subset, e.g. 'random:none:100,finetuned:kl:10' "
                         "(init:kd:data percent); default: the whole grid")
-    parser.add_argument("--steps", default="", help="per-phase step counts that override the scale, e.g. finetune=120")
     args = parser.parse_args(argv)
     if args.smoke:
         args.scale, args.seeds = 0.005, 1
-    steps = {k: max(2, int(v * args.scale)) for k, v in
-             dict(pretrain=1500, teacher_ft=800, student_ft=800, low_resource_ft=400).items()}
-    steps.update(common.parse_steps(args.steps, steps))
+    steps = common.schedule(dict(pretrain=1500, teacher_ft=800, student_ft=800, low_resource_ft=400), args)
     work = os.path.abspath(args.workdir)
     clock = common.Clock(work)
     os.makedirs(work, exist_ok=True)
@@ -99,7 +77,8 @@ def main(argv=None):
                 c.student_init.update(mode=init, teacher=pretrained if init == "pretrained" else f"{work}/teacher_ft",
                                       layer_map="every_other")
             if kd != "none":
-                c.finetune.update(teacher=f"{work}/teacher_ft", kd_alpha=0.5, kd_temperature=2.0, kd_loss=kd)
+                c.finetune.teacher = f"{work}/teacher_ft"
+                c.kd.update(alpha=0.5, temperature=2.0, loss=kd)
             run_dir = f"{work}/student_{init}_{kd}_{int(fraction * 100)}pct_seed{seed}"
             common.run(c, run_dir)
             results.setdefault((init, kd, fraction), []).append(common.evaluate_locales(run_dir, ("en-US", "de-DE")))
@@ -141,10 +120,7 @@ def write_results(results, teacher_figures, steps, args, clock):
                        f"ability than random init ({100 * gain_de:+.1f} points)", gain_de > 0))
     table = [
         "# The Privileged Students in miniature (arXiv 2406.16524)", "",
-        f"Produced by `python reproduce/privileged.py --scale={args.scale} --seeds={args.seeds}"
-        f"{' --pretrained=' + args.pretrained if args.pretrained else ''}"
-        f"{' --steps=' + args.steps if args.steps else ''}` in {clock.minutes():.1f} minutes on this "
-        f"machine (2 CPU cores, shared). Steps: {steps}.",
+        common.produced_by("privileged", args, clock, steps, (("pretrained", args.pretrained), ("steps", args.steps))),
         "Teacher: 4 layers × 128 (pre-LN), fine-tuned on MASSIVE en-US intent + slots; students: 2 layers × 128, the "
         "teacher's vocabulary; copies take every other teacher layer (0, 2). Task-level KD: 0.5·CE + 0.5·KD per "
         "head (intent and slots), τ²·KL with τ = 2 or MSE on logits. Low resource: a fixed 10% of the train rows.",
@@ -158,8 +134,7 @@ def write_results(results, teacher_figures, steps, args, clock):
         "## The paper's claim, in miniature", "",
         *[f"- {claim}: **{'held' if held else 'did not hold'}**" for claim, held in claims], "",
         "![Privileged Students miniature](privileged.png)", ""]
-    with open(os.path.join(args.results, "table.md"), "w") as f:
-        f.write("\n".join(table))
+    common.write_table(os.path.join(args.results, "table.md"), table)
 
     fractions = sorted({f for _, _, f in results}, reverse=True)
     fig, axes = plt.subplots(1, len(fractions), figsize=(6 * len(fractions), 4), squeeze=False)

@@ -4,9 +4,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from atm import objectives, sharding
-from atm.data import sources
-from atm.train import Trainer
+from atm import sharding, train
 
 
 def tiny_config(**overrides):
@@ -35,14 +33,14 @@ def apply_overrides(config, overrides: dict):
 
 
 def run_steps(config, workdir, devices=None, steps=None):
-    """Train `steps` steps in process on a mesh over `devices`; returns (losses, params on host)."""
-    mesh = sharding.make_mesh(config.mesh, devices)
-    vocab, train_data, _, _ = sources.build(config, workdir)
-    trainer = Trainer(config, objectives.get(config.objective)(config, vocab), mesh)
+    """Train `steps` steps in process on a mesh over `devices` (any objective: its own `build_data`);
+    returns (losses, params on host)."""
+    built = train.build(config, workdir, devices=devices)
+    trainer = built.trainer
     state = trainer.init_state()
     losses = []
     for step in range(steps or config.train.steps):
-        batch = sharding.global_batch_from_local(mesh, train_data.batch(step), config.train.batch_size)
+        batch = sharding.global_batch_from_local(built.mesh, built.train_data.batch(step), config.train.batch_size)
         state, metrics = trainer.train_step(state, batch)
         losses.append(float(metrics["loss"]))
     return np.array(losses), jax.device_get(state.params)

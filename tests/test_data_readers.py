@@ -328,3 +328,69 @@ def test_number_words():
     assert number_to_words(21000, "es") == "veintiún mil"
     with pytest.raises(ValueError, match="no number words"):
         number_to_words(5, "ja")
+
+
+# ------------------------------------------------------------------------ faults the readers must not hide
+def _bio(folder, split, words, tags, intents):
+    _write(folder / split / "seq.in", "".join(w + "\n" for w in words))
+    _write(folder / split / "seq.out", "".join(t + "\n" for t in tags))
+    _write(folder / split / "label", "".join(i + "\n" for i in intents))
+    return str(folder)
+
+
+def test_bio_split_with_a_missing_line_is_an_error_whatever_skip_malformed_says(tmp_path):
+    words = ["play jazz", "book a table", "hi there", "wake me up"]
+    tags = ["O B-genre", "O O O", "O O", "O O O"]
+    folder = _bio(tmp_path / "bio", "train", words, tags, ["Play", "Book", "Greet", "Alarm"])
+    _write(tmp_path / "bio" / "train" / "label", "Play\nGreet\nAlarm\n")  # line 2 deleted: every later intent shifts
+    for skip in (False, True):
+        with pytest.raises(DataFormatError) as e:
+            readers.BioFolder(folder, "train", skip_malformed=skip)
+        message = str(e.value)
+        assert "seq.in" in message and "label" in message and "4 lines" in message and "has 3" in message
+
+
+def test_unknown_labels_error_skip_or_unk_only_when_asked(tmp_path):
+    from atm.data import labelled
+
+    folder = tmp_path / "bio"
+    _bio(folder, "train", ["play jazz", "hi"], ["O B-genre", "O"], ["Play", "Greet"])
+    _bio(folder, "dev", ["play rock", "hi", "book it"], ["O B-genre", "O", "O B-thing"], ["Play", "Grete", "Book"])
+    _write(folder / "intent_label.txt", "UNK\nPlay\nGreet\nBook\n")
+    _write(folder / "slot_label.txt", "PAD\nUNK\nO\nB-genre\n")
+    names = {"intent": ("UNK", "Play", "Greet", "Book"), "slot": ("PAD", "UNK", "O", "B-genre")}
+
+    def rows(policy, skip, counts):
+        raws = ({**r, "where": (str(folder / "dev"), r["line"])} for r in readers.BioFolder(str(folder), "dev"))
+        return list(labelled.check_labels(raws, names, "intent_slots", policy, skip, counts))
+
+    with pytest.raises(DataFormatError) as e:
+        rows("error", False, {})
+    assert (e.value.path, e.value.line, e.value.field) == (str(folder / "dev" / "label"), 2, "intent")
+    assert "'Grete' is not among the 4 intent labels" in str(e.value)
+    counts = {}
+    assert [r["intent"] for r in rows("error", True, counts)] == ["Play"]
+    assert counts["unknown_label_rows_skipped"] == 2 and "dev/label:2" in counts["first"]
+    counts = {}
+    mapped = rows("unk", False, counts)
+    assert [r["intent"] for r in mapped] == ["Play", "UNK", "Book"] and mapped[2]["word_tags"] == ["O", "UNK"]
+    assert counts["mapped_to_unk"] == 2
+
+
+def test_massive_label_inventory_honours_skip_malformed(tmp_path):
+    from atm.data import tasks
+
+    good = _massive_row("wake me at five am", "wake me at [time : five am]")
+    _write(tmp_path / "massive" / "data" / "en-US.jsonl", good + '\n{"utt": "broken json",\n')
+    with pytest.raises(DataFormatError, match="en-US.jsonl:2"):
+        tasks.label_inventory("massive_en_us", str(tmp_path))
+    labels = tasks.label_inventory("massive_en_us", str(tmp_path), skip_malformed=True)
+    assert labels["slot"] == ("O", "B-time", "I-time")
+
+
+def test_skip_warning_is_logged_once_per_file(tmp_path, caplog):
+    path = _write(tmp_path / "once.jsonl", _massive_row("hi", "hi") + '\n{"utt": "broken json",\n')
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            list(readers.MassiveJsonl(path, skip_malformed=True))
+    assert caplog.text.count("skipped 1 malformed rows") == 1

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from atm.data import labelled
 from atm.data import __main__ as cli
 from atm.data import synthetic, tasks
 from atm.data.readers import IGNORE_INDEX
@@ -108,9 +109,14 @@ def test_raw_examples_labels_and_tokenization(tiny):
     first = [t for t in range(len(features["word_ids"])) if t == 0 or features["word_ids"][t] != features["word_ids"][t - 1]]
     assert [features["slot_labels"][t] for t in first] == [labels["slot"].index(x) for x in raw["word_tags"]]
     assert all(features["slot_labels"][t] == IGNORE_INDEX for t in range(len(features["word_ids"])) if t not in first)
-    # ATIS: the label lists come from its files, unseen labels map to UNK (the JointBERT convention)
+    # ATIS: the label lists come from its files; an unseen label is an error unless mapped to UNK on request
+    # (the JointBERT convention, config.finetune.unknown_labels="unk"), counted
     [atis] = list(tasks.raw_examples("atis", "test", root))
-    assert tasks.tokenize_example("atis", atis, vocab, root=root)["intent"] == 0  # atis_airfare#atis_flight -> UNK
+    with pytest.raises(ValueError, match="'atis_airfare#atis_flight' is not in the label inventory"):
+        tasks.tokenize_example("atis", atis, vocab, root=root)
+    counts = {}
+    [mapped] = labelled.check_labels([atis], tasks.label_inventory("atis", root), "intent_slots", "unk", False, counts)
+    assert tasks.tokenize_example("atis", mapped, vocab, root=root)["intent"] == 0 and counts["mapped_to_unk"] == 1
     # spoken-form text tasks
     assert [r["text"] for r in tasks.raw_examples("mlm_text_en_spoken", "train", root)] == [
         "born in nineteen ninety he moved to paris", "hi"]

@@ -4,14 +4,17 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import ml_collections
 import pytest
 
-from atm import objectives, sharding, train
+from atm import config as atm_config
+from atm import sharding, train
 from atm.config import default_config
 from atm.data import sources
 from atm.data.vocab import train_sentencepiece
 from atm.distill import cache as cache_lib
-from atm.objectives.distill import dense_from_top_k, kd_per_position
+from atm.distill.kd import kd_per_position
+from atm.objectives.distill import dense_from_top_k
 from helpers import apply_overrides, tiny_config
 
 STEPS = 3
@@ -41,10 +44,8 @@ def distill_config(teacher, **overrides):
 
 def run_distill(config, workdir, devices=None):
     """(per-step losses, final params) of `config.train.steps` in-process steps on a mesh over `devices`."""
-    mesh = sharding.make_mesh(config.mesh, devices)
-    objective_cls = objectives.get(config.objective)
-    vocab, train_data, _, _ = objective_cls.build_data(config, workdir)
-    trainer = train.Trainer(config, objective_cls(config, vocab, train_data), mesh)
+    built = train.build(config, workdir, devices=devices)
+    trainer, train_data = built.trainer, built.train_data
     state = trainer.init_state()
     losses = []
     for step in range(config.train.steps):
@@ -91,12 +92,10 @@ def test_top_k_with_the_whole_vocabulary_is_the_dense_loss():
 def test_student_equal_to_teacher_has_zero_kd_and_hidden_loss(teacher_dir, tmp_path):
     config = distill_config(teacher_dir, **{"distill.hidden_weight": 1.0, "distill.layer_map": "first_k"})
     config.model.update(tiny_config().model.to_dict())  # the teacher's own shape
-    objective_cls = objectives.get("distill")
-    vocab, train_data, _, _ = objective_cls.build_data(config, str(tmp_path))
-    objective = objective_cls(config, vocab, train_data)
-    trainer = train.Trainer(config, objective, sharding.make_mesh(config.mesh, jax.devices()[:1]))
+    built = train.build(config, str(tmp_path), devices=jax.devices()[:1])
+    objective, trainer, train_data = built.objective, built.trainer, built.train_data
     assert objective.projection is None  # same width: the identity
-    teacher_params = jax.device_get(trainer.frozen)
+    [teacher_params] = jax.device_get(trainer.frozen).values()  # frozen holds {teacher name: params}
     out = trainer.eval_outputs(teacher_params, trainer.global_batch(train_data.batch(0)))
     weight = float(out["weight"])
     assert weight > 0
@@ -145,8 +144,8 @@ def test_a_different_vocabulary_is_a_clear_error(teacher_dir, tmp_path):
     config = distill_config(teacher_dir, **{"data.vocab": other.path})
     with pytest.raises(ValueError, match="vocabulary .* differ; set config.data.vocab="):
         run_distill(config, str(tmp_path / "run"), jax.devices()[:1])
-    with pytest.raises(ValueError, match="config.distill.loss='kd'"):
-        run_distill(distill_config(teacher_dir, **{"distill.loss": "kd"}), str(tmp_path / "run2"), jax.devices()[:1])
+    with pytest.raises(ValueError, match="config.kd.loss='kd'"):
+        run_distill(distill_config(teacher_dir, **{"kd.loss": "kd"}), str(tmp_path / "run2"), jax.devices()[:1])
     with pytest.raises(FileNotFoundError, match="config.distill.teacher=.*no config.json"):
         run_distill(distill_config(str(tmp_path / "nowhere")), str(tmp_path / "run3"), jax.devices()[:1])
 
@@ -161,3 +160,102 @@ def test_replay_share_mixes_stage1_text_into_stage2():
     with pytest.raises(ValueError, match="replay_share > 0 needs config.data.replay_tasks"):
         from atm.config import validate
         validate(config)
+
+
+# ------------------------------------------------------------------ shared KD functions and several teachers
+def test_distribution_kd_equals_the_logits_form_and_zero_targets_stay_finite():
+    from atm.distill.kd import kl_to_student, multi_teacher_kd
+
+    rng = np.random.default_rng(3)
+    student, teacher = (jnp.asarray(rng.normal(size=(4, 7)), jnp.float32) for _ in range(2))
+    with jax.numpy_rank_promotion("raise"):
+        np.testing.assert_allclose(kl_to_student(jax.nn.softmax(teacher / 2.0), student, 2.0),
+                                   kd_per_position(student, teacher, "kl", 2.0), rtol=1e-6, atol=1e-7)
+        zero_padded = jnp.concatenate([jax.nn.softmax(teacher[:, :4]), jnp.zeros((4, 3))], -1)
+        loss, grad = jax.value_and_grad(lambda s: kl_to_student(zero_padded, s, 1.0).sum())(student)
+    assert np.isfinite(float(loss)) and np.isfinite(np.asarray(grad)).all()
+    # several teachers: mean_probs is KL to the mean of their distributions; one teacher is kd_per_position
+    teachers = jnp.asarray(rng.normal(size=(3, 4, 7)), jnp.float32)
+    target = np.mean([np.asarray(jax.nn.softmax(t / 2.0)) for t in teachers], axis=0)
+    log_q = np.asarray(jax.nn.log_softmax(student / 2.0))
+    expected = 4.0 * np.sum(target * (np.log(target) - log_q), -1)
+    np.testing.assert_allclose(multi_teacher_kd(student, teachers, "kl", 2.0, "mean_probs"), expected, rtol=1e-5)
+    np.testing.assert_allclose(multi_teacher_kd(student, teachers, "kl", 2.0, "mean_logits"),
+                               kd_per_position(student, teachers.mean(0), "kl", 2.0), rtol=1e-6)
+    np.testing.assert_allclose(multi_teacher_kd(student, teachers[:1], "mse", 2.0, "mean_probs"),
+                               kd_per_position(student, teachers[0], "mse", 2.0), rtol=1e-6)
+
+
+def test_two_identical_teachers_equal_one_and_each_is_logged(teacher_dir, tmp_path):
+    one, one_params = run_distill(distill_config(teacher_dir), str(tmp_path / "one"), jax.devices()[:1])
+    config = distill_config(teacher_dir, **{"distill.teacher": f"a={teacher_dir},b={teacher_dir}"})
+    built = train.build(config, str(tmp_path / "two"), devices=jax.devices()[:1])
+    trainer, train_data = built.trainer, built.train_data
+    assert sorted(trainer.frozen) == ["a", "b"]  # frozen holds {name: params}
+    state, losses = trainer.init_state(), []
+    for step in range(config.train.steps):
+        state, metrics = trainer.train_step(state, trainer.global_batch(train_data.batch(step)))
+        losses.append(float(metrics["loss"]))
+        np.testing.assert_allclose(float(metrics["kd_loss_a"]), float(metrics["kd_loss"]), rtol=1e-6)
+        np.testing.assert_allclose(float(metrics["kd_loss_b"]), float(metrics["kd_loss"]), rtol=1e-6)
+    np.testing.assert_allclose(losses, one, rtol=1e-5)
+    for x, y in zip(jax.tree_util.tree_leaves(one_params), jax.tree_util.tree_leaves(jax.device_get(state.params))):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+
+
+def test_teachers_give_shapes_and_shardings_without_reading_weights(teacher_dir, tmp_path):
+    from atm.distill.teacher import Teachers
+    from atm.models.encoder import EncoderForMLM
+
+    ids = jnp.zeros((1, 16), jnp.int32)
+    teachers = Teachers(f"t={teacher_dir}", "config.distill.teacher", ("mlm",), "float32",
+                        lambda cfg, det: EncoderForMLM(cfg, deterministic=det), (ids, ids, ids, None, ids[:, :3]))
+    mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": 2, "fsdp": 2, "tensor": 2}))
+    abstract = teachers.abstract(mesh)
+    assert teachers.steps == {}  # no checkpoint was read
+    frozen = teachers.shard(mesh)
+    assert teachers.steps == {"t": 2}
+    for a, f in zip(jax.tree_util.tree_leaves(abstract), jax.tree_util.tree_leaves(frozen)):
+        assert (a.shape, a.dtype, a.sharding) == (f.shape, f.dtype, f.sharding)
+
+
+def test_old_kd_keys_name_the_new_ones(teacher_dir):
+    config = distill_config(teacher_dir)
+    with config.unlocked():
+        config.distill.alpha = 0.3
+    with pytest.raises(ValueError, match=r"config\.distill\.alpha is now config\.kd\.alpha"):
+        atm_config.validate(config)
+
+
+def test_teacher_dropout_passes_differ_and_repeat_from_the_rng(teacher_dir, tmp_path):
+    """Monte-Carlo passes: with an rng the teacher runs with dropout (passes differ, each reproducible);
+    without one it is deterministic."""
+    import shutil
+
+    from atm.distill.teacher import Teachers
+    from atm.models.encoder import EncoderForMLM
+
+    source, teacher_dir = teacher_dir, str(tmp_path / "with_dropout")  # the same weights, dropout 0.1
+    shutil.copytree(source, teacher_dir)
+    with open(f"{teacher_dir}/config.json") as f:
+        saved = json.load(f)
+    saved["model"]["hidden_dropout"] = 0.1
+    with open(f"{teacher_dir}/config.json", "w") as f:
+        json.dump(saved, f)
+
+    ids = jnp.asarray(np.arange(2 * 16).reshape(2, 16) % 50 + 5, jnp.int32)
+    ones, positions = jnp.ones_like(ids), jnp.broadcast_to(jnp.arange(16), (2, 16))
+    teachers = Teachers(teacher_dir, "config.distill.teacher", ("mlm",), "float32",
+                        lambda cfg, det: EncoderForMLM(cfg, deterministic=det), (ids, ids, ids, None, ids[:, :3]))
+    frozen = teachers.shard(sharding.make_mesh(ml_collections.ConfigDict({"data": 1, "fsdp": 1, "tensor": 1}),
+                                               jax.devices()[:1]))
+    [name] = teachers.names
+
+    def run(rng=None):
+        return np.asarray(teachers.apply(frozen, name, ids, ones, positions, masked_positions_BxM=ids[:, :3] % 16,
+                                         rng=rng))
+    assert teachers.configs[name].hidden_dropout > 0
+    np.testing.assert_array_equal(run(), run())
+    a, b = run(jax.random.key(1)), run(jax.random.key(2))
+    assert np.abs(a - b).max() > 1e-3
+    np.testing.assert_array_equal(a, run(jax.random.key(1)))

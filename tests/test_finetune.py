@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from atm import objectives, sharding, train
+from atm import objectives, train
 from helpers import apply_overrides, tiny_config
 
 CITIES = ["boston", "denver", "new york", "san francisco", "dallas", "miami", "seattle", "atlanta"]
@@ -93,10 +93,7 @@ def test_init_from_copies_the_pretrained_encoder_and_keeps_fresh_heads(tmp_path)
     config = finetune_config(folder, **{"init_from": str(tmp_path / "mlm"),
                                         "data.vocab": str(tmp_path / "mlm" / "vocab.model")})
     config.model.update(mlm.model.to_dict())
-    objective_cls = objectives.get("finetune")
-    vocab, train_data, _, _ = objective_cls.build_data(config, str(tmp_path / "ft"))
-    trainer = train.Trainer(config, objective_cls(config, vocab, train_data),
-                            sharding.make_mesh(config.mesh, jax.devices()[:1]))
+    trainer = train.build(config, str(tmp_path / "ft"), devices=jax.devices()[:1]).trainer
     fresh = trainer.init_state()
     state = train.initialize_from(trainer, fresh, config.init_from)
     from atm.checkpoint import Checkpointer
@@ -108,8 +105,7 @@ def test_init_from_copies_the_pretrained_encoder_and_keeps_fresh_heads(tmp_path)
 
     config.model.hidden_size = 32  # another shape: a clear error naming the tensor
     config.model.num_heads = 2
-    trainer = train.Trainer(config, objective_cls(config, vocab, train_data),
-                            sharding.make_mesh(config.mesh, jax.devices()[:1]))
+    trainer = train.build(config, str(tmp_path / "ft"), devices=jax.devices()[:1]).trainer
     with pytest.raises(ValueError, match=r"config.init_from: .*encoder.*shape"):
         train.initialize_from(trainer, trainer.init_state(), config.init_from)
 

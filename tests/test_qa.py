@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from atm import objectives, sharding, train
+from atm import train
 from atm.data import labelled, qa, vocab as vocab_lib
 from helpers import apply_overrides
 
@@ -123,7 +123,8 @@ def test_seq_len_too_short_for_the_question_is_a_clear_error(vocab):
 def test_holdout_split_of_a_train_only_qa_task(tmp_path, vocab):
     data_dir = write_data_dir(tmp_path, n_questions=200)
     ft = ml_collections.ConfigDict({"task": "tydiqa_goldp_en", "bio_folder": "", "holdout_fraction": 0.2,
-                                    "holdout_seed": 0, "doc_stride": 12, "max_query_tokens": 12})
+                                    "holdout_seed": 0, "doc_stride": 12, "max_query_tokens": 12,
+                                    "unknown_labels": "error"})
     parts = {s: labelled.load_split(ft, s, vocab, str(data_dir), False, 40) for s in ("train", "validation")}
     ids = {s: {q.id for q in p.questions} for s, p in parts.items()}
     assert not ids["train"] & ids["validation"] and len(ids["train"]) + len(ids["validation"]) == 200
@@ -136,11 +137,9 @@ def test_holdout_split_of_a_train_only_qa_task(tmp_path, vocab):
 def test_tiny_model_learns_synthetic_squad(tmp_path, squad_version, unanswerable, f1_floor):
     data_dir = write_data_dir(tmp_path / "data", unanswerable_share=unanswerable)
     config = qa_finetune_config(data_dir, **{"finetune.squad_version": squad_version})
-    objective_cls = objectives.get("finetune")
-    vocab, train_data, eval_data, _ = objective_cls.build_data(config, str(tmp_path))
+    built = train.build(config, str(tmp_path), devices=jax.devices()[:1])
+    trainer, train_data, eval_data = built.trainer, built.train_data, built.eval_data
     assert len(train_data.split.examples) > len(train_data.split.questions)  # long contexts: several windows
-    trainer = train.Trainer(config, objective_cls(config, vocab, train_data),
-                            sharding.make_mesh(config.mesh, jax.devices()[:1]))
     state = trainer.init_state()
     before = train.evaluate(trainer, state.params, eval_data, -1)
     for step in range(config.train.steps):

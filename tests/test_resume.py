@@ -72,20 +72,101 @@ def test_run_writes_its_outputs(straight):
     assert sorted(Checkpointer(os.path.join(straight, "checkpoints"), 3, False).steps()) == [4, 8]
 
 
-def test_corrupt_latest_checkpoint_falls_back_to_previous(straight, tmp_path, capsys):
+def tree_digests(workdir):
+    """relative path → sha256 of every file under a run directory."""
+    from atm.checkpoint import file_digest
+    return {os.path.relpath(os.path.join(r, n), workdir): file_digest(os.path.join(r, n))
+            for r, _, names in os.walk(workdir) for n in names}
+
+
+def test_damaged_latest_checkpoint_is_moved_aside_and_saved_again(straight, tmp_path):
     import shutil
     workdir = str(tmp_path / "corrupt")
     shutil.copytree(straight, workdir)
     state_dir = os.path.join(workdir, "checkpoints", "8", "state")
-    for root, _, files in os.walk(state_dir):  # truncate every array file of the latest step
-        for name in files:
-            if "manifest" in name or name.endswith(".ocdbt") or "d" == os.path.basename(root):
-                with open(os.path.join(root, name), "wb") as f:
-                    f.write(b"garbage")
-    result = train(workdir, steps=9)
+    shard = next(os.path.join(r, n) for r, _, names in sorted(os.walk(state_dir)) for n in names if r.endswith("d"))
+    with open(shard, "r+b") as f:  # a truncated array file: orbax alone may or may not notice
+        f.truncate(os.path.getsize(shard) // 2)
+    result = train(workdir)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "checkpoint at step 8 is corrupt or incomplete" in result.stdout
+    assert "checkpoint at step 8 in " in result.stdout and "is damaged" in result.stdout
     assert "Resumed from checkpoint at step 4" in result.stdout
+    assert os.path.isdir(os.path.join(workdir, "checkpoints_damaged", "8"))  # kept for inspection
+    assert Checkpointer(os.path.join(workdir, "checkpoints"), 3, False).steps() == [4, 8]  # step 8 saved again
+    assert [m["loss"] for m in metrics(workdir)] == [m["loss"] for m in metrics(straight)]
+    for x, y in zip(jax.tree_util.tree_leaves(final_params(straight, 8)),
+                    jax.tree_util.tree_leaves(final_params(workdir, 8))):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_every_checkpoint_damaged_is_an_error_that_changes_nothing(straight, tmp_path):
+    import shutil
+    workdir = str(tmp_path / "all_damaged")
+    shutil.copytree(straight, workdir)
+    for step in ("4", "8"):
+        os.remove(os.path.join(workdir, "checkpoints", step, "state", "_METADATA"))
+    before = tree_digests(workdir)
+    result = train(workdir)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "every checkpoint" in result.stderr and "step 8: " in result.stderr and "step 4: " in result.stderr
+    assert "new --workdir" in result.stderr and "Traceback" not in result.stderr
+    assert tree_digests(workdir) == before
+
+
+def test_changed_model_on_resume_stops_and_changes_nothing(straight, tmp_path):
+    import shutil
+    workdir = str(tmp_path / "changed")
+    shutil.copytree(straight, workdir)
+    before = tree_digests(workdir)
+    result = train(workdir, "--config.model.num_layers=3")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "holds a different model" in result.stderr
+    assert "params.encoder.layer_2." in result.stderr and "not in the checkpoint" in result.stderr
+    assert "model.num_layers: 2 → 3" in result.stderr
+    assert tree_digests(workdir) == before  # config.json, metrics.jsonl, checkpoints: untouched
+
+
+def test_init_from_a_run_whose_latest_checkpoint_is_damaged_uses_the_previous_one(straight, tmp_path):
+    import shutil
+    source = str(tmp_path / "source")
+    shutil.copytree(straight, source)
+    os.remove(os.path.join(source, "checkpoints", "8", "state", "_METADATA"))
+    result = train(str(tmp_path / "child"), f"--config.init_from={source}", steps=1)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "using step 4; newer checkpoints [8] are damaged" in result.stdout
+    assert "from " in result.stdout and "step 4 (the rest are fresh)" in result.stdout
+    assert os.path.isdir(os.path.join(source, "checkpoints", "8"))  # another run's files are not moved
+
+
+@pytest.mark.parametrize("signame,code,seed", [("SIGTERM", 143, 0), ("SIGINT", 130, 1)])
+def test_sigterm_and_sigint_save_the_current_step_and_resume_bit_identical(straight, tmp_path, signame, code, seed):
+    import random
+    stop = random.Random(seed).choice([s for s in range(1, 8) if s != 4])  # not a periodic checkpoint step
+    workdir = str(tmp_path / signame)
+    stopped = train(workdir, f"--config.train.kill_at_step={stop}", f"--config.train.kill_signal={signame}")
+    assert stopped.returncode == code, stopped.stderr[-3000:]
+    assert f"stopped by {signame} after step {stop}; saved a checkpoint at step {stop}" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert stop in Checkpointer(os.path.join(workdir, "checkpoints"), 3, False).steps()
+    resumed = train(workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resumed from checkpoint at step {stop}" in resumed.stdout  # no step is trained twice
+    assert [m["loss"] for m in metrics(workdir)] == [m["loss"] for m in metrics(straight)]
+    for x, y in zip(jax.tree_util.tree_leaves(final_params(straight, 8)),
+                    jax.tree_util.tree_leaves(final_params(workdir, 8))):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_checkpoint_fault_injection_sample(tmp_path_factory):
+    """A seeded sample of `python -m reproduce.fault_injection` (the full count is in its closing note)."""
+    from reproduce import fault_injection
+
+    root = str(tmp_path_factory.mktemp("faults"))
+    reference = fault_injection.reference_run(root)
+    outcomes = [fault_injection.trial(reference, root, seed) for seed in (2, 3, 10, 16)]
+    assert all(o["result"] in ("resumed", "clear error") for o in outcomes), outcomes
+    assert not any(o["silent_restart"] or o["records_overwritten"] or o["config_overwritten"] for o in outcomes)
+    assert {o["result"] for o in outcomes} == {"resumed", "clear error"}, outcomes
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):

@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from atm import objectives, sharding, student_init, train
+from atm import student_init, train
 from atm.models.encoder import EncoderForMLM
 from atm.student_init import resolve_layer_map
 from helpers import apply_overrides, tiny_config
@@ -21,11 +21,8 @@ def mlm_teacher(tmp_path_factory):
 
 
 def student_trainer(config, workdir):
-    objective_cls = objectives.get(config.objective)
-    vocab, train_data, _, _ = objective_cls.build_data(config, workdir)
-    trainer = train.Trainer(config, objective_cls(config, vocab, train_data),
-                            sharding.make_mesh(config.mesh, jax.devices()[:1]))
-    return trainer, train_data
+    built = train.build(config, workdir, devices=jax.devices()[:1])
+    return built.trainer, built.train_data
 
 
 def mlm_student(teacher_dir, teacher_config, layers, layer_map, tmp_path):
@@ -41,7 +38,7 @@ def mlm_student(teacher_dir, teacher_config, layers, layer_map, tmp_path):
 
 def teacher_params(teacher_dir):
     from atm.distill.teacher import load_run
-    return load_run(teacher_dir, "test", ("mlm", "finetune")).params
+    return load_run(teacher_dir, "test", ("mlm", "finetune")).read_params()[1]
 
 
 def test_layer_maps():

@@ -5,7 +5,8 @@ An imported workdir looks like a run directory of `python -m atm.main`:
     WORKDIR/config.json        the resolved atm config: config.model from the HF config,
                                config.data.vocab = WORKDIR/tokenizer
     WORKDIR/checkpoints/0/     orbax checkpoint whose state holds the converted params
-    WORKDIR/tokenizer/         the HF tokenizer files (atm.data.vocab.load_vocabulary reads them)
+    WORKDIR/tokenizer/         the HF tokenizer files (atm.data.vocab.load_vocabulary reads them) and the
+                               HF config.json, from which AutoTokenizer takes the class when they name none
     WORKDIR/hf_import.json     where it came from: model_type, head, the HF config
 
 so `--config.init_from=WORKDIR` starts pretraining, distillation or fine-tuning from it (with the
@@ -59,6 +60,8 @@ def import_hf_dir(hf_dir: str, out: str, **overrides: Any) -> dict:
     cfg, params, head = hf.convert_state_dict(hf_config, state_dict, **overrides)
     os.makedirs(out, exist_ok=True)
     tokenizer_files = _copy_tokenizer(hf_dir, os.path.join(out, TOKENIZER_DIR))
+    if tokenizer_files:  # AutoTokenizer picks the class from config.json's model_type when the files name none
+        shutil.copy2(os.path.join(hf_dir, "config.json"), os.path.join(out, TOKENIZER_DIR, "config.json"))
 
     config = default_config("mlm")
     config.model.update(dataclasses.asdict(cfg))
@@ -115,10 +118,9 @@ def load_workdir(workdir: str, **overrides: Any) -> tuple[EncoderConfig, dict, s
     workdir = os.path.abspath(workdir)
     saved = read_config(workdir)
     ckpt_dir = os.path.join(workdir, "checkpoints")
-    steps = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).steps() if os.path.isdir(ckpt_dir) else []
-    if not steps:
+    if not os.path.isdir(ckpt_dir):
         raise FileNotFoundError(f"{workdir}: no checkpoint under {ckpt_dir}")
-    params = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).restore_params(steps[-1])
+    _, params = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).latest_intact_params(workdir)
     params = jax.tree_util.tree_map(np.asarray, jax.device_get(params))
     if "mlm_head" not in params and "discriminator_head" not in params:
         params = {"encoder": params["encoder"]}

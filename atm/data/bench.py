@@ -17,10 +17,9 @@ import numpy as np
 
 def bench(task: str, config_path: str = "configs/tiny_mlm.py", batches: int = 50, data_dir: str | None = None,
           steps: int = 20) -> dict:
-    from atm import objectives, sharding
+    from atm import train
     from atm.data import sources
     from atm.data.export import load_config
-    from atm.train import Trainer
 
     config = load_config(config_path)
     if task != "synthetic":
@@ -37,8 +36,7 @@ def bench(task: str, config_path: str = "configs/tiny_mlm.py", batches: int = 50
             train_data.batch(step)
         pipeline_rows_per_s = batches * config.train.batch_size / (time.perf_counter() - start)
 
-        mesh = sharding.make_mesh(config.mesh)
-        trainer = Trainer(config, objectives.get(config.objective)(config, vocab), mesh)
+        trainer = train.build(config, workdir, vocab=vocab, train_data=train_data).trainer
         state = trainer.init_state()
         batch = trainer.global_batch(train_data.batch(0))
         state, metrics = trainer.train_step(state, batch)  # compile

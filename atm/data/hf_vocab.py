@@ -9,6 +9,13 @@
 `load_hf_tokenizer(directory)` picks the files the way transformers does (tokenizer.json first) and
 reads the special tokens and casing from tokenizer_config.json / special_tokens_map.json. `encode`
 returns ids without special tokens: atm's batchers add [CLS]/<s> and [SEP]/</s> themselves.
+
+A tokenizer.json is read as transformers 5's `AutoTokenizer` reads it (the reference the tests hold
+atm to): the class that tokenizer_config.json names (else the one for config.json's model_type)
+keeps the file's vocabulary, merges and added tokens but builds its own normalizer and
+pre-tokenizer from tokenizer_config.json (`TRANSFORMERS_CLASSES`); only a file without a class
+(PreTrainedTokenizerFast, TokenizersBackend) runs the file's own pipeline. The file's padding and
+truncation are always dropped: atm's batching decides length, padding and truncation.
 """
 from __future__ import annotations
 
@@ -185,6 +192,117 @@ class XLMRSentencePieceVocabulary(_SpecialIds):
         return np.array([self.id_to_piece(i).startswith("\u2581") for i in range(self.size)])
 
 
+# transformers 5 tokenizer classes (their "Fast" twins are the same class) → the pipeline their __init__ builds.
+TRANSFORMERS_CLASSES = {"BertTokenizer": "wordpiece", "ElectraTokenizer": "wordpiece",
+                        "DistilBertTokenizer": "wordpiece", "RobertaTokenizer": "bpe",
+                        "XLMRobertaTokenizer": "unigram", "PreTrainedTokenizer": "file", "TokenizersBackend": "file"}
+# AutoTokenizer's class for a config.json model_type when tokenizer_config.json names none.
+CLASS_BY_MODEL_TYPE = {"bert": "BertTokenizer", "electra": "BertTokenizer", "distilbert": "DistilBertTokenizer",
+                       "roberta": "RobertaTokenizer", "xlm-roberta": "XLMRobertaTokenizer"}
+FAMILY_MODEL = {"wordpiece": "WordPiece", "bpe": "BPE", "unigram": "Unigram"}
+
+
+def tokenizer_class(directory: str, settings: dict | None = None) -> str:
+    """The transformers class `AutoTokenizer` would load for `directory` (without its "Fast" suffix)."""
+    settings = _token_settings(directory) if settings is None else settings
+    name = settings.get("tokenizer_class")
+    if not name:
+        model_type = _read_json(os.path.join(directory, "config.json")).get("model_type")
+        name = CLASS_BY_MODEL_TYPE.get(model_type, "TokenizersBackend")
+    return name[:-len("Fast")] if name.endswith("Fast") else name
+
+
+def _rebuilt_as_transformers(spec: dict, family: str, settings: dict, where: str):
+    """The file's vocabulary, merges and added tokens in the pipeline the transformers class builds
+    (transformers/models/{bert,roberta,xlm_roberta}/tokenization_*.py, __init__)."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
+
+    model = spec["model"]
+    if model.get("type") != FAMILY_MODEL[family]:
+        raise ValueError(f"{where}: tokenizer_config.json names a {FAMILY_MODEL[family]} tokenizer class but the "
+                         f"file's model is {model.get('type')!r}")
+    if family == "wordpiece":
+        spec["model"] = {"type": "WordPiece", "vocab": model["vocab"], "unk_token": settings.get("unk_token", "[UNK]"),
+                         "continuing_subword_prefix": "##", "max_input_chars_per_word": 100}
+    elif family == "bpe":
+        spec["model"] = {"type": "BPE", "vocab": model["vocab"], "merges": model["merges"], "dropout": None,
+                         "unk_token": None, "continuing_subword_prefix": "", "end_of_word_suffix": "",
+                         "fuse_unk": False, "byte_fallback": False, "ignore_merges": False}
+    else:  # XLMRobertaTokenizer hard-codes <unk> at 3, fairseq's id
+        spec["model"] = {"type": "Unigram", "vocab": model["vocab"], "unk_id": 3, "byte_fallback": False}
+    charsmap = _precompiled_charsmap(spec.get("normalizer"))
+    for part in ("normalizer", "pre_tokenizer", "decoder"):
+        spec[part] = None
+    tokenizer = Tokenizer.from_str(json.dumps(spec))
+    if family == "wordpiece":
+        tokenizer.normalizer = normalizers.BertNormalizer(
+            clean_text=True, handle_chinese_chars=settings.get("tokenize_chinese_chars", True),
+            strip_accents=settings.get("strip_accents"), lowercase=settings.get("do_lower_case", True))
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokenizer.decoder = decoders.WordPiece(prefix="##")
+    elif family == "bpe":
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=settings.get("add_prefix_space", False))
+        tokenizer.decoder = decoders.ByteLevel()
+    else:
+        scheme = "always" if settings.get("add_prefix_space", True) else "never"
+        if charsmap is not None:
+            tokenizer.normalizer = normalizers.Precompiled(charsmap)
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=scheme)])
+        tokenizer.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme=scheme)
+    return tokenizer
+
+
+def _precompiled_charsmap(normalizer: dict | None) -> bytes | None:
+    import base64
+
+    parts = (normalizer or {}).get("normalizers", [normalizer] if normalizer else [])
+    for part in parts:
+        if part and part.get("type") == "Precompiled" and part.get("precompiled_charsmap"):
+            return base64.b64decode(part["precompiled_charsmap"])
+    return None
+
+
+def _check_template(tokenizer, specials: dict, where: str):
+    """A file-defined pipeline must frame one text as atm's batchers do ([CLS] text [SEP])."""
+    bare = tokenizer.encode("a", add_special_tokens=False).ids
+    framed = tokenizer.encode("a", add_special_tokens=True).ids
+    want = [tokenizer.token_to_id(specials["cls"])] + bare + [tokenizer.token_to_id(specials["sep"])]
+    if framed != want:
+        raise ValueError(f"{where}: its post_processor frames a text as {framed} around {bare}, but atm adds "
+                         f"{specials['cls']} ... {specials['sep']}; name the tokenizer class in tokenizer_config.json "
+                         f"(one of {sorted(TRANSFORMERS_CLASSES)}) or fix the post_processor")
+
+
+def tokenizer_from_json(directory: str, settings: dict | None = None) -> TokenizersVocabulary:
+    """`directory`/tokenizer.json as `AutoTokenizer` reads it, without the file's padding and truncation."""
+    from tokenizers import Tokenizer
+
+    settings = _token_settings(directory) if settings is None else settings
+    where = os.path.join(directory, "tokenizer.json")
+    name = tokenizer_class(directory, settings)
+    if name not in TRANSFORMERS_CLASSES:
+        raise ValueError(f"{directory}: tokenizer class {name!r} is not one atm reproduces; it reads "
+                         f"{sorted(TRANSFORMERS_CLASSES)} (tokenizer_config.json tokenizer_class)")
+    family = TRANSFORMERS_CLASSES[name]
+    with open(where, encoding="utf-8") as f:
+        spec = json.load(f)
+    if family == "file":
+        tokenizer = Tokenizer.from_file(where)
+        family = {"WordPiece": "wordpiece", "BPE": "bpe"}.get(spec["model"].get("type"), "unigram")
+    else:
+        tokenizer = _rebuilt_as_transformers(spec, family, settings, where)
+    # A file's padding and truncation (e.g. "Fixed": 128) would reach every row: atm's batching decides them.
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    defaults = WORDPIECE_SPECIALS if family == "wordpiece" else ROBERTA_SPECIALS
+    specials = {role: settings.get(f"{role}_token", token) for role, token in defaults.items()}
+    if TRANSFORMERS_CLASSES[name] == "file":
+        _check_template(tokenizer, specials, where)
+    word_start = {"wordpiece": "##", "bpe": "\u0120"}.get(family, "\u2581")
+    return TokenizersVocabulary(tokenizer, specials, word_start, where)
+
+
 def load_hf_tokenizer(directory: str):
     """The vocabulary of a Hugging Face tokenizer directory (see the module docstring for the order)."""
     def path(name):
@@ -192,14 +310,7 @@ def load_hf_tokenizer(directory: str):
 
     settings = _token_settings(directory)
     if os.path.exists(path("tokenizer.json")):
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_file(path("tokenizer.json"))
-        model = json.loads(tokenizer.to_str())["model"]["type"]
-        defaults = WORDPIECE_SPECIALS if model == "WordPiece" else ROBERTA_SPECIALS
-        specials = {role: settings.get(f"{role}_token", token) for role, token in defaults.items()}
-        word_start = {"WordPiece": "##", "BPE": "\u0120"}.get(model, "\u2581")
-        return TokenizersVocabulary(tokenizer, specials, word_start, path("tokenizer.json"))
+        return tokenizer_from_json(directory, settings)
     if os.path.exists(path("sentencepiece.bpe.model")):
         return XLMRSentencePieceVocabulary(path("sentencepiece.bpe.model"))
     if os.path.exists(path("vocab.json")) and os.path.exists(path("merges.txt")):

@@ -57,7 +57,7 @@ def _raw_rows(finetune_config, split: str, data_dir: str | None, skip_malformed:
         rows = readers.BioFolder(folder, split_name, skip_malformed=skip_malformed,
                                  config_key="config.finetune.bio_folder")
         raws = ({"text": " ".join(r["words"]), "words": r["words"], "word_tags": r["word_tags"],
-                 "intent": r["intent"]} for r in rows)
+                 "intent": r["intent"], "where": (rows.path, r["line"])} for r in rows)
         # tokenize_example only needs an intent_slots task name; the labels are passed explicitly
         return raws, _bio_folder_labels(folder), "intent_slots", "atis"
     task = finetune_config.task
@@ -73,7 +73,7 @@ def _raw_rows(finetune_config, split: str, data_dir: str | None, skip_malformed:
         raws = tasks.raw_examples(task, split, data_dir, skip_malformed)
     else:
         raise ValueError(f"config.finetune: task {task} has no split {split!r} (it has {sorted(spec.splits)})")
-    return raws, tasks.label_inventory(task, data_dir), spec.kind, task
+    return raws, tasks.label_inventory(task, data_dir, skip_malformed), spec.kind, task
 
 
 def in_holdout(index: int, fraction: float, seed: int) -> bool:
@@ -96,11 +96,65 @@ def training_texts(finetune_config, data_dir: str | None, skip_malformed: bool) 
     return [" ".join(filter(None, (r.get(f) for f in fields))) for r in raws]
 
 
+UNKNOWN_LABEL_POLICIES = ("error", "unk")
+# Each kind's label fields: raw field → (its label inventory, the BIO file it comes from).
+LABEL_FIELDS = {"intent_slots": {"intent": ("intent", "label"), "word_tags": ("slot", "seq.out")},
+                "ner": {"word_tags": ("tag", None)}, "sentence": {"label": ("label", None)},
+                "pair": {"label": ("label", None)}}
+
+
+def unknown_labels(raw: dict, names: dict[str, tuple[str, ...]], kind: str) -> list[tuple[str, str]]:
+    """(field, label) of every label of `raw` outside the inventory `names`."""
+    found = []
+    for field, (inventory, _) in LABEL_FIELDS.get(kind, {}).items():
+        values = raw.get(field)
+        found += [(field, v) for v in ([values] if isinstance(values, str) else values or ())
+                  if v not in names[inventory]]
+    return found
+
+
+def check_labels(raws, names: dict, kind: str, policy: str, skip_malformed: bool, counts: dict):
+    """Rows with a label outside the inventory: an error naming file:line and the label; skipped
+    and counted with skip_malformed; mapped to the inventory's UNK, counted, only when the policy
+    is "unk" (JointBERT's ATIS protocol: test labels unseen in train become UNK)."""
+    fields = LABEL_FIELDS.get(kind, {})
+    for raw in raws:
+        unknown = unknown_labels(raw, names, kind)
+        if not unknown:
+            yield raw
+            continue
+        path, line = raw.get("where", ("?", None))
+        if policy == "unk":
+            raw = dict(raw)
+            for field in {f for f, _ in unknown}:
+                known = names[fields[field][0]]
+                if "UNK" not in known:
+                    raise ValueError(f"config.finetune.unknown_labels='unk': the {fields[field][0]} labels of {path} "
+                                     f"have no UNK")
+                value = raw[field]
+                raw[field] = "UNK" if isinstance(value, str) else [v if v in known else "UNK" for v in value]
+            counts["mapped_to_unk"] = counts.get("mapped_to_unk", 0) + len(unknown)
+            yield raw
+            continue
+        field, value = unknown[0]
+        inventory, bio_file = fields[field]
+        error = readers.DataFormatError(
+            os.path.join(path, bio_file) if bio_file else path, line, field,
+            f"label {value!r} is not among the {len(names[inventory])} {inventory} labels; skip such rows with "
+            f"config.data.skip_malformed=True or map them to UNK with config.finetune.unknown_labels='unk'")
+        if not skip_malformed:
+            raise error
+        counts["unknown_label_rows_skipped"] = counts.get("unknown_label_rows_skipped", 0) + 1
+        counts.setdefault("first", str(error))
+
+
 def load_split(finetune_config, split: str, vocab, data_dir: str | None, skip_malformed: bool,
                seq_len: int = 0) -> LabelledSplit:
     """Tokenized, label-aligned examples of one split of `config.finetune.task` (or its BIO folder);
     QA questions become windows of `seq_len` tokens."""
     raws, names, kind, task = _raw_rows(finetune_config, split, data_dir, skip_malformed)
+    counts: dict = {}
+    raws = check_labels(raws, names, kind, finetune_config.unknown_labels, skip_malformed, counts)
     questions = None
     if kind == "qa":
         questions, examples = [], []
@@ -111,8 +165,14 @@ def load_split(finetune_config, split: str, vocab, data_dir: str | None, skip_ma
             examples.extend(windows)
     else:
         examples = [tasks.tokenize_example(task, raw, vocab, labels=names, root=data_dir) for raw in raws]
+    where = finetune_config.bio_folder or finetune_config.task
+    if counts.get("mapped_to_unk"):
+        print(f"{where} {split}: mapped {counts['mapped_to_unk']} labels outside the label inventory to UNK "
+              f"(config.finetune.unknown_labels='unk')", flush=True)
+    if counts.get("unknown_label_rows_skipped"):
+        print(f"WARNING: {where} {split}: skipped {counts['unknown_label_rows_skipped']} rows with a label outside "
+              f"the inventory (config.data.skip_malformed=True); the first: {counts['first']}", flush=True)
     if not examples:
-        where = finetune_config.bio_folder or finetune_config.task
         raise ValueError(f"config.finetune: split {split!r} of {where} has no rows")
     return LabelledSplit(examples, names, kind, questions)
 

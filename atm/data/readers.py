@@ -68,6 +68,16 @@ def _require_file(path: str, config_key: Optional[str]) -> str:
     return path
 
 
+def _row_lines(path: str) -> int:
+    """Lines of a file, not counting trailing blank lines."""
+    last_nonblank = 0
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if raw.strip():
+                last_nonblank = number
+    return last_nonblank
+
+
 def _lines(path: str) -> Iterator[tuple[int, Any]]:
     """(1-based line number, text without the newline, or a _Bad for invalid UTF-8)."""
     with open(path, "rb") as f:
@@ -76,6 +86,9 @@ def _lines(path: str) -> Iterator[tuple[int, Any]]:
                 yield number, raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as e:
                 yield number, _Bad(path, number, "utf-8", f"not valid UTF-8 ({e.reason} at byte {e.start})")
+
+
+_WARNED: set[tuple[str, int]] = set()
 
 
 class Reader:
@@ -109,7 +122,8 @@ class Reader:
                 continue
             self.num_rows += 1
             yield item
-        if self.num_malformed:
+        if self.num_malformed and (self.path, self.num_malformed) not in _WARNED:  # once per file, not per pass
+            _WARNED.add((self.path, self.num_malformed))
             logging.warning("%s: skipped %d malformed rows (skip_malformed=True); the first: %s",
                             self.path, self.num_malformed, self.first_malformed)
 
@@ -280,8 +294,15 @@ class BioFolder(Reader):
         super().__init__(os.path.join(folder, split), **kwargs)
 
     def _check_files(self):
+        counts = {}
         for name in self.FILES:
-            _require_file(os.path.join(self.path, name), self.config_key)
+            counts[name] = _row_lines(_require_file(os.path.join(self.path, name), self.config_key))
+        if len(set(counts.values())) > 1:  # line i of every file is row i: a missing line shifts every row after it
+            short, long = min(counts, key=counts.get), max(counts, key=counts.get)
+            raise DataFormatError(os.path.join(self.path, long), None, long,
+                                  f"{counts[long]} lines but {os.path.join(self.path, short)} has {counts[short]}: "
+                                  f"the files of a BIO split must be line-aligned (never skipped, whatever "
+                                  f"skip_malformed says)")
 
     def _parse(self):
         paths = [os.path.join(self.path, name) for name in self.FILES]

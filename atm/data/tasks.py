@@ -249,35 +249,37 @@ def mixture_rates(name: str, root: Optional[str] = None, split: str = "train") -
 def raw_examples(name: str, split: str, root: Optional[str] = None, skip_malformed: bool = False) -> Iterator[dict]:
     """The task's examples in its kind's raw schema (strings; no vocabulary needed)."""
     spec = get_spec(name)
-    for ex in spec.reader(split, root, skip_malformed):
+    reader = spec.reader(split, root, skip_malformed)
+    for ex in reader:
+        where = (reader.path, ex.get("line"))  # (file or BIO folder, line): named when a label is unknown
         if spec.kind == "text":
             text = ex["text"]
             yield {"text": spoken_form(text, spec.language) if spec.spoken else text}
         elif spec.kind in ("intent_slots", "ner"):
             out = {"text": ex.get("text") or " ".join(ex["words"]), "words": list(ex["words"]),
-                   "word_tags": list(ex["word_tags"]) if ex["word_tags"] is not None else None}
+                   "word_tags": list(ex["word_tags"]) if ex["word_tags"] is not None else None, "where": where}
             if spec.kind == "intent_slots":
                 out["intent"] = ex["intent"]
             yield out
         elif spec.kind == "sentence":
-            yield {"text": ex["text"], "label": ex["label"]}
+            yield {"text": ex["text"], "label": ex["label"], "where": where}
         elif spec.kind == "pair":
-            yield {"premise": ex["premise"], "hypothesis": ex["hypothesis"], "label": ex["label"]}
+            yield {"premise": ex["premise"], "hypothesis": ex["hypothesis"], "label": ex["label"], "where": where}
         else:
             yield {"id": ex["id"], "question": ex["question"], "context": ex["context"], "answers": ex["answers"]}
 
 
 # ------------------------------------------------------------------------ label inventories
-def label_inventory(name: str, root: Optional[str] = None) -> dict[str, tuple[str, ...]]:
+def label_inventory(name: str, root: Optional[str] = None, skip_malformed: bool = False) -> dict[str, tuple[str, ...]]:
     """{"intent": ..., "slot": ...} / {"tag": ...} / {"label": ...} names in id order."""
-    return _label_inventory(name, data_dir(root))
+    return _label_inventory(name, data_dir(root), skip_malformed)
 
 
 @functools.lru_cache(maxsize=None)
-def _label_inventory(name: str, root: str) -> dict[str, tuple[str, ...]]:
+def _label_inventory(name: str, root: str, skip_malformed: bool) -> dict[str, tuple[str, ...]]:
     spec = get_spec(name)
     if spec.labels == "massive":
-        reference = readers.MassiveJsonl(os.path.join(root, "massive/data/en-US.jsonl"),
+        reference = readers.MassiveJsonl(os.path.join(root, "massive/data/en-US.jsonl"), skip_malformed=skip_malformed,
                                          config_key=f"task {name}: MASSIVE label inventory (ATM_DATA_DIR)")
         intents, slots = set(), set()
         for ex in reference:
@@ -304,10 +306,10 @@ def _label_inventory(name: str, root: str) -> dict[str, tuple[str, ...]]:
 
 
 def _lookup(table: Mapping[str, int], value: str, what: str, task: str) -> int:
+    """A label's id; a label outside the inventory is an error (fine-tuning checks rows first, naming
+    file and line, and maps to UNK only when config.finetune.unknown_labels asks: atm.data.labelled)."""
     if value in table:
         return table[value]
-    if "UNK" in table:  # JointBERT inventories: labels unseen in train map to UNK
-        return table["UNK"]
     raise ValueError(f"task {task}: {what} {value!r} is not in the label inventory ({len(table)} labels: "
                      f"{sorted(table)[:8]}...)")
 

@@ -25,7 +25,8 @@ import time
 
 import numpy as np
 
-from atm.distill.teacher import _file_digest
+from atm.distill import teacher as teacher_lib
+
 
 META = "meta.json"
 
@@ -34,7 +35,8 @@ def stream_signature(config, vocab, train_data) -> dict:
     """What decides the batches and masks of a run: a cache is valid only for an equal signature."""
     return {"data_fingerprint": train_data.fingerprint(), "seed": int(config.seed),
             "batch_size": int(config.train.batch_size), "seq_len": int(config.data.seq_len),
-            "mlm": config.mlm.to_dict(), "vocab_sha256": _file_digest(vocab.path)}
+            "mlm": config.mlm.to_dict(),
+            "vocab_sha256": teacher_lib.vocabulary_digest(teacher_lib.vocabulary_location(vocab))}
 
 
 def read_meta(cache_dir: str) -> dict:
@@ -94,7 +96,7 @@ def write(config, teacher_dir: str, out_dir: str, top_k: int) -> dict:
     import jax
 
     from atm import config as atm_config
-    from atm import objectives, sharding, train
+    from atm import sharding, train
 
     if jax.process_count() > 1:
         raise ValueError("atm.distill.cache runs as one process")
@@ -104,20 +106,18 @@ def write(config, teacher_dir: str, out_dir: str, top_k: int) -> dict:
     config.distill.update(teacher=teacher_dir, cache="", hidden_weight=0.0)
     atm_config.validate(config)
     os.makedirs(out_dir, exist_ok=True)
-    objective_cls = objectives.get("distill")
-    vocab, train_data, eval_data, _ = objective_cls.build_data(config, out_dir)
-    objective = objective_cls(config, vocab, train_data)
+    built = train.build(config, out_dir)
+    vocab, train_data, eval_data, objective = built.vocab, built.train_data, built.eval_data, built.objective
     if not 1 <= top_k <= objective.model_cfg.vocab_size:
         raise ValueError(f"--top_k={top_k} must be within [1, vocab size {objective.model_cfg.vocab_size}]")
-    mesh = sharding.make_mesh(config.mesh)
-    teacher_step = objective.teacher_run.step
-    frozen = objective.frozen_params(mesh)
-    batch_shardings = {k: sharding.batch_sharding(mesh, v.ndim)
-                       for k, v in objective.example_batch(config.train.batch_size).items()}
+    if len(objective.teachers) != 1:
+        raise ValueError(f"--teacher names {len(objective.teachers)} runs; the offline cache holds one teacher's logits")
+    mesh, frozen, batch_shardings = built.mesh, built.trainer.frozen, built.trainer.batch_shardings
+    teacher_step = objective.teachers.steps[objective.teachers.names[0]]
 
     @jax.jit
     def top_logits(batch, rng, frozen):
-        logits = objective.teacher_logits(frozen, objective.prepare(batch, rng)).astype(np.float32)
+        logits = objective.teacher_logits(frozen, objective.prepare(batch, rng))[0].astype(np.float32)
         return jax.lax.top_k(logits, top_k)
 
     def run(data, count, rng_of, part):
@@ -126,7 +126,7 @@ def write(config, teacher_dir: str, out_dir: str, top_k: int) -> dict:
         ids = np.lib.format.open_memmap(os.path.join(out_dir, f"{part}_ids.npy"), "w+", np.int32, shape)
         for i in range(count):
             batch = {k: jax.device_put(v, batch_shardings[k]) for k, v in data.batch(i).items()}
-            with train._MeshContext(mesh):
+            with sharding.MeshContext(mesh):
                 values, indices = jax.device_get(top_logits(batch, rng_of(i), frozen))
             logits[i], ids[i] = values, indices
         logits.flush()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from atm.models.encoder import ACTIVATIONS, Encoder, EncoderConfig, _init, _zeros
+from atm.models.encoder import ACTIVATIONS, Encoder, EncoderConfig, normal_init, zeros_init
 
 
 class ReplacedTokenDetectionHead(nn.Module):
@@ -20,10 +20,10 @@ class ReplacedTokenDetectionHead(nn.Module):
     def __call__(self, h_BxLxD: jax.Array) -> jax.Array:
         cfg = self.cfg
         h = nn.Dense(cfg.hidden_size, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
-                     kernel_init=_init(cfg, ("embed", "mlp")), bias_init=_zeros(("mlp",)), name="dense")(h_BxLxD)
+                     kernel_init=normal_init(cfg, ("embed", "mlp")), bias_init=zeros_init(("mlp",)), name="dense")(h_BxLxD)
         h = ACTIVATIONS[cfg.activation](h)
         logits = nn.Dense(1, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
-                          kernel_init=_init(cfg, ("mlp", None)), bias_init=_zeros((None,)), name="prediction")(h)
+                          kernel_init=normal_init(cfg, ("mlp", None)), bias_init=zeros_init((None,)), name="prediction")(h)
         return logits[..., 0].astype(jax.numpy.float32)
 
 

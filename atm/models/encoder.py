@@ -105,22 +105,25 @@ class EncoderConfig:
         return DTYPES[self.param_dtype]
 
 
-def _init(cfg: EncoderConfig, names: tuple[str | None, ...]):
+# Parameter initialisers with logical axis names: every model piece (heads, ELECTRA, distillation
+# projections) builds its parameters with these, so they shard by the one rules table.
+def normal_init(cfg: EncoderConfig, names: tuple[str | None, ...]):
+    """N(0, initializer_range²), BERT's weight initialiser."""
     return nn.with_logical_partitioning(nn.initializers.normal(cfg.initializer_range), names)
 
 
-def _zeros(names):
+def zeros_init(names):
     return nn.with_logical_partitioning(nn.initializers.zeros_init(), names)
 
 
-def _ones(names):
+def ones_init(names):
     return nn.with_logical_partitioning(nn.initializers.ones_init(), names)
 
 
 def layer_norm(cfg: EncoderConfig, name: str) -> nn.LayerNorm:
     """LayerNorm over the last axis, whatever its size (hidden_size, or embedding_size in ELECTRA)."""
     return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
-                        scale_init=_ones(("embed",)), bias_init=_zeros(("embed",)), name=name)
+                        scale_init=ones_init(("embed",)), bias_init=zeros_init(("embed",)), name=name)
 
 
 def attention_mask_from_segments(segment_ids_BxL: Array, query_segment_ids_BxM: Array | None = None) -> Array:
@@ -202,8 +205,8 @@ class SelfAttention(nn.Module):
         kv_BxSxD = x_BxLxD if kv_BxSxD is None else kv_BxSxD
         proj = functools.partial(
             nn.DenseGeneral, features=(cfg.num_heads, cfg.head_size), dtype=cfg.compute_dtype,
-            param_dtype=cfg.weight_dtype, kernel_init=_init(cfg, ("embed", "heads", "kv")),
-            bias_init=_zeros(("heads", "kv")))
+            param_dtype=cfg.weight_dtype, kernel_init=normal_init(cfg, ("embed", "heads", "kv")),
+            bias_init=zeros_init(("heads", "kv")))
         names = ("act_batch", "act_length", "act_heads", "act_kv")
         q = nn.with_logical_constraint(proj(name="query")(x_BxLxD), names)
         use_dropout = cfg.attention_dropout > 0.0 and not self.deterministic
@@ -219,8 +222,8 @@ class SelfAttention(nn.Module):
                                         dropout_rng=self.make_rng("dropout") if use_dropout else None)
         ctx = nn.with_logical_constraint(ctx, names)
         out = nn.DenseGeneral(features=cfg.hidden_size, axis=(-2, -1), dtype=cfg.compute_dtype,
-                              param_dtype=cfg.weight_dtype, kernel_init=_init(cfg, ("heads", "kv", "embed")),
-                              bias_init=_zeros(("embed",)), name="output")(ctx)
+                              param_dtype=cfg.weight_dtype, kernel_init=normal_init(cfg, ("heads", "kv", "embed")),
+                              bias_init=zeros_init(("embed",)), name="output")(ctx)
         return nn.with_logical_constraint(out, ("act_batch", "act_length", "act_embed"))
 
 
@@ -231,10 +234,10 @@ class FeedForward(nn.Module):
     def __call__(self, x_BxLxD: Array) -> Array:
         cfg = self.cfg
         h = nn.Dense(cfg.ffn_size, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
-                     kernel_init=_init(cfg, ("embed", "mlp")), bias_init=_zeros(("mlp",)), name="wi")(x_BxLxD)
+                     kernel_init=normal_init(cfg, ("embed", "mlp")), bias_init=zeros_init(("mlp",)), name="wi")(x_BxLxD)
         h = nn.with_logical_constraint(ACTIVATIONS[cfg.activation](h), ("act_batch", "act_length", "act_mlp"))
         out = nn.Dense(cfg.hidden_size, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
-                       kernel_init=_init(cfg, ("mlp", "embed")), bias_init=_zeros(("embed",)), name="wo")(h)
+                       kernel_init=normal_init(cfg, ("mlp", "embed")), bias_init=zeros_init(("embed",)), name="wo")(h)
         return nn.with_logical_constraint(out, ("act_batch", "act_length", "act_embed"))
 
 
@@ -287,16 +290,16 @@ class Embeddings(nn.Module):
         cfg = self.cfg
         embed = functools.partial(nn.Embed, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype)
         width = cfg.embedding_dim
-        self.word_embeddings = embed(cfg.vocab_size, width, embedding_init=_init(cfg, ("vocab", "embed")))
-        self.position_embeddings = embed(cfg.max_positions, width, embedding_init=_init(cfg, ("positions", "embed")))
+        self.word_embeddings = embed(cfg.vocab_size, width, embedding_init=normal_init(cfg, ("vocab", "embed")))
+        self.position_embeddings = embed(cfg.max_positions, width, embedding_init=normal_init(cfg, ("positions", "embed")))
         if cfg.type_vocab_size > 0:
-            self.token_type_embeddings = embed(cfg.type_vocab_size, width, embedding_init=_init(cfg, ("types", "embed")))
+            self.token_type_embeddings = embed(cfg.type_vocab_size, width, embedding_init=normal_init(cfg, ("types", "embed")))
         if not cfg.pre_layer_norm:
             self.layer_norm = layer_norm(cfg, "layer_norm")
         self.dropout = nn.Dropout(cfg.hidden_dropout, deterministic=self.deterministic)
         if width != cfg.hidden_size:  # ELECTRA: embeddings of width E, projected to the hidden size D
             self.embeddings_project = nn.Dense(cfg.hidden_size, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
-                                               kernel_init=_init(cfg, (None, "embed")), bias_init=_zeros(("embed",)))
+                                               kernel_init=normal_init(cfg, (None, "embed")), bias_init=zeros_init(("embed",)))
 
     def _lookup(self, table: nn.Embed, ids_BxL: Array) -> Array:
         # Gather the FSDP-sharded embed dimension before the lookup, as FSDP does for every weight,
@@ -384,14 +387,14 @@ class MLMHead(nn.Module):
     def __call__(self, h_BxMxD: Array, attend: Callable[[Array], Array]) -> Array:
         cfg = self.cfg
         h = nn.Dense(cfg.embedding_dim, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
-                     kernel_init=_init(cfg, ("embed", "mlp")), bias_init=_zeros(("mlp",)), name="transform")(h_BxMxD)
+                     kernel_init=normal_init(cfg, ("embed", "mlp")), bias_init=zeros_init(("mlp",)), name="transform")(h_BxMxD)
         h = layer_norm(cfg, "layer_norm")(ACTIVATIONS[cfg.activation](h))
         if cfg.tie_embeddings:
             logits = attend(h)
         else:
             logits = nn.Dense(cfg.vocab_size, use_bias=False, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
-                              kernel_init=_init(cfg, ("embed", "vocab")), name="decoder")(h)
-        bias = self.param("output_bias", _zeros(("vocab",)), (cfg.vocab_size,), cfg.weight_dtype)
+                              kernel_init=normal_init(cfg, ("embed", "vocab")), name="decoder")(h)
+        bias = self.param("output_bias", zeros_init(("vocab",)), (cfg.vocab_size,), cfg.weight_dtype)
         logits = logits + bias.astype(logits.dtype)
         return nn.with_logical_constraint(logits, ("act_batch", "act_length", "act_vocab"))
 

@@ -19,12 +19,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from atm.models.encoder import Encoder, EncoderConfig, _init, _zeros
+from atm.models.encoder import Encoder, EncoderConfig, normal_init, zeros_init
 
 
 def classifier(cfg: EncoderConfig, num_classes: int, input_axis: str) -> nn.Dense:
     return nn.Dense(num_classes, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
-                    kernel_init=_init(cfg, (input_axis, "classes")), bias_init=_zeros(("classes",)),
+                    kernel_init=normal_init(cfg, (input_axis, "classes")), bias_init=zeros_init(("classes",)),
                     name="classifier")
 
 
@@ -37,7 +37,7 @@ class SequenceHead(nn.Module):
     def __call__(self, h_BxLxD: jax.Array) -> jax.Array:
         cfg = self.cfg
         pooled = nn.Dense(cfg.hidden_size, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype,
-                          kernel_init=_init(cfg, ("embed", "mlp")), bias_init=_zeros(("mlp",)),
+                          kernel_init=normal_init(cfg, ("embed", "mlp")), bias_init=zeros_init(("mlp",)),
                           name="pooler")(h_BxLxD[:, 0])
         pooled = nn.Dropout(cfg.hidden_dropout, deterministic=self.deterministic)(jax.numpy.tanh(pooled))
         return classifier(cfg, self.num_classes, "mlp")(pooled)

@@ -1,13 +1,15 @@
 """Objective registry: the training loop dispatches on `config.objective`.
 
 A new objective (distillation, fine-tuning, ELECTRA, multi-task, amalgamation)
-is a new module here that subclasses `Objective` and calls `register`; the loop
+is a new module here, `atm/objectives/<name>.py`, that subclasses `Objective` with `name = "<name>"`
+and calls `register` (a name registered twice is an error; `get` imports the module by name); the loop
 in `atm/train.py` never changes. The contract:
 
   default_sections()          extra config sections the objective owns (validated like the rest)
   build_data(config, workdir) (vocab, train batcher, eval batcher, stats); default: MLM text sources
   init_params(rng, batch)     trainable params, boxed with logical axis names (run under eval_shape/jit)
-  frozen_params(mesh)         params that are read but never trained (a teacher), already sharded; {} if none
+  frozen_params(mesh)         params that are read but never trained (teachers: {name: params}), already
+                              sharded; {} if none. frozen_abstract(mesh): their shapes and shardings only
   prepare(batch, rng)         whole-batch preprocessing inside the jitted step (e.g. dynamic masking),
                               before the batch is split into gradient-accumulation micro-batches
   loss(params, frozen, batch, rng, train)
@@ -23,6 +25,8 @@ in `atm/train.py` never changes. The contract:
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from typing import Any, Callable
 
 import jax
@@ -44,6 +48,12 @@ class Objective:
     def default_sections() -> dict[str, ml_collections.ConfigDict]:
         return {}
 
+    @staticmethod
+    def value_ranges() -> dict[str, tuple[str, Callable[[Any], bool]]]:
+        """Allowed values of the numeric settings in `default_sections` ("section.key": (text, test)),
+        checked by `atm.config.validate` before anything is built."""
+        return {}
+
     @classmethod
     def build_data(cls, config: ml_collections.ConfigDict, workdir: str):
         from atm.data import sources
@@ -56,6 +66,10 @@ class Objective:
         raise NotImplementedError
 
     def frozen_params(self, mesh) -> Any:
+        return {}
+
+    def frozen_abstract(self, mesh) -> Any:
+        """ShapeDtypeStructs (with shardings) of `frozen_params(mesh)`, reading no weight (AOT compiles)."""
         return {}
 
     def prepare(self, batch: dict, rng: jax.Array) -> dict:
@@ -97,26 +111,39 @@ class Objective:
 
 
 def register(cls: type[Objective]) -> type[Objective]:
+    """Add `cls` under `cls.name`. A name is registered once: a second class under it is an error
+    naming both. An objective in this package lives in the module of its name (`get` imports it by name)."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} needs a `name`")
+    package, _, module = cls.__module__.rpartition(".")
+    if package == __name__ and cls.name != module:
+        raise ValueError(f"{cls.__module__}.{cls.__qualname__} has name={cls.name!r}; an objective of {__name__} "
+                         f"is named after its module ({module!r})")
+    known = _REGISTRY.get(cls.name)
+    if known is not None and known is not cls:
+        raise ValueError(f"objective {cls.name!r} is registered twice: {known.__module__}.{known.__qualname__} "
+                         f"and {cls.__module__}.{cls.__qualname__}")
     _REGISTRY[cls.name] = cls
     return cls
 
 
 def get(name: str) -> type[Objective]:
-    _import_builtin()
+    """The objective registered as `name`, importing `atm.objectives.<name>` first if needed."""
+    if name not in _REGISTRY and str(name) in _module_names():
+        importlib.import_module(f"{__name__}.{name}")
     if name not in _REGISTRY:
-        near = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        raise ValueError(f"config.objective={name!r} is not registered; did you mean {near}? "
-                         f"(registered: {sorted(_REGISTRY)})")
+        near = difflib.get_close_matches(str(name), names(), n=3)
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        raise ValueError(f"config.objective={name!r} is not registered{hint} (registered: {', '.join(names())})")
     return _REGISTRY[name]
 
 
 def names() -> list[str]:
-    _import_builtin()
+    """Every objective: those of this package's modules (imported) and any registered from elsewhere."""
+    for module in _module_names():
+        importlib.import_module(f"{__name__}.{module}")
     return sorted(_REGISTRY)
 
 
-def _import_builtin():
-    # Importing the modules registers them.
-    from atm.objectives import distill, finetune, mlm  # noqa: F401
+def _module_names() -> list[str]:
+    return [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]

@@ -13,16 +13,18 @@ SemER, sequence accuracy; for QA the answer text read back from every window of 
 starts the encoder from a pretrained run.
 
 Task-level distillation (The Privileged Students; `config.finetune.teacher = RUN_DIR`, a fine-tuned
-run on the same task and labels): every head's loss becomes
+run on the same task and labels; several: `RUN1,RUN2`, combined per `config.kd.combine`): every
+head's loss becomes
 
-    (1 − kd_alpha)·CE(gold) + kd_alpha·L_KD(teacher head logits, student head logits)
+    (1 − kd.alpha)·CE(gold) + kd.alpha·L_KD(teacher head logits, student head logits)
 
-with L_KD = τ²·KL or MSE on logits (`kd_loss`): per example for sequence heads (intent, sentence,
-pair), averaged over the labelled tokens for token heads (slots, NER) and over start and end (each a
-distribution over the window's real positions) for QA span heads, like the CE. The paper writes
-α·CE + (1−α)·L_KD: its α is 1 − kd_alpha. The teacher (its own size, the same vocabulary) runs
-frozen and sharded inside the student's step, as in `atm/objectives/distill.py`.
-`config.student_init` copies its weights.
+with L_KD = τ²·KL or MSE on logits (`kd.loss`, `atm/distill/kd.py`): per example for sequence heads
+(intent, sentence, pair), averaged over the labelled tokens for token heads (slots, NER) and over
+start and end (each a distribution over the window's real positions) for QA span heads, like the CE.
+The paper writes α·CE + (1−α)·L_KD: its α is 1 − kd.alpha. The teachers (their own sizes, the same
+vocabulary) run frozen and sharded inside the student's step (`atm.distill.teacher.Teachers`).
+`config.student_init` copies a teacher's weights. `head_losses` is the per-head loss as a function,
+for any objective that trains these heads (multi-task steps call it per task).
 """
 from __future__ import annotations
 
@@ -37,7 +39,8 @@ from atm.data import labelled, qa
 from atm.data.sources import load_vocab
 from atm.models.heads import EncoderWithHeads, token_query_positions
 from atm.objectives import Objective, register
-from atm.objectives.distill import kd_per_position
+from atm.distill import kd as kd_lib
+from atm.distill import teacher as teacher_lib
 from atm.objectives.mlm import cross_entropy, encoder_flops_per_token
 
 IGNORE = labelled.IGNORE
@@ -56,6 +59,64 @@ def heads_for(kind: str, label_names: dict) -> tuple[tuple[str, str, int], ...]:
 def _token_mean(per_token_BxL, valid_BxL):
     """Per-example mean over the labelled tokens."""
     return (per_token_BxL * valid_BxL).sum(-1) / jnp.maximum(valid_BxL.sum(-1), 1)
+
+
+def gold_loss_per_example(kind: str, logits, batch):
+    """CE against the gold labels, per example: sequence heads on [CLS], token heads averaged over the
+    labelled tokens, span heads over start and end (each a distribution over the window's positions)."""
+    if kind == "sequence":
+        return cross_entropy(logits, batch["label"])
+    if kind == "span":
+        return 0.5 * (cross_entropy(logits[..., 0], batch["start_position"])
+                      + cross_entropy(logits[..., 1], batch["end_position"]))
+    valid = batch["token_labels"] != IGNORE
+    return _token_mean(cross_entropy(logits, jnp.where(valid, batch["token_labels"], 0)), valid)
+
+
+def kd_loss_per_example(kind: str, logits, teachers_T, batch, kd):
+    """KD against the teachers' logits (stacked on a leading axis), per example, shaped like the CE."""
+    def kd_of(student, teachers, present=None):
+        return kd_lib.multi_teacher_kd(student, teachers, kd.loss, kd.temperature, kd.combine, present)
+    if kind == "sequence":
+        return kd_of(logits, teachers_T)
+    if kind == "span":  # the teachers' distributions cover the window's real positions only
+        real_BxL = batch["segment_ids"] > 0
+        return 0.5 * (kd_of(logits[..., 0], teachers_T[..., 0], real_BxL)
+                      + kd_of(logits[..., 1], teachers_T[..., 1], real_BxL))
+    return _token_mean(kd_of(logits, teachers_T), batch["token_labels"] != IGNORE)
+
+
+def head_losses(heads, logits: dict, batch: dict, token_loss_weight: float = 1.0, kd=None,
+                teacher_logits: dict | None = None, teacher_names=()) -> tuple[jax.Array, dict]:
+    """(summed loss, sums) over the batch for `heads` [(name, kind, classes)]: per head CE, or with
+    teachers (1 − kd.alpha)·CE + kd.alpha·KD; token heads weigh `token_loss_weight`. Several teachers
+    also log each one's own KD as kd_loss_{name}."""
+    w = batch["example_weight"]
+    per_example, kd_total = jnp.zeros_like(w), jnp.zeros_like(w)
+    per_teacher = {name: jnp.zeros_like(w) for name in teacher_names}
+    sums = {"weight": w.sum()}
+    for name, kind, _ in heads:
+        head_weight = token_loss_weight if kind == "token" else 1.0
+        gold = gold_loss_per_example(kind, logits[name], batch)
+        if kind == "sequence":
+            correct = (jnp.argmax(logits[name], -1) == batch["label"]).astype(jnp.float32)
+            sums["accuracy"] = (correct * w).sum()
+        if teacher_logits is None:
+            per_example = per_example + head_weight * gold
+            continue
+        teachers_T = teacher_logits[name]
+        kd_loss = kd_loss_per_example(kind, logits[name], teachers_T, batch, kd)
+        per_example = per_example + head_weight * ((1.0 - kd.alpha) * gold + kd.alpha * kd_loss)
+        kd_total = kd_total + head_weight * kd_loss
+        if teachers_T.shape[0] > 1:
+            for t, teacher in enumerate(teacher_names):
+                own = kd_loss_per_example(kind, logits[name], teachers_T[t:t + 1], batch, kd)
+                per_teacher[teacher] = per_teacher[teacher] + head_weight * own
+    if teacher_logits is not None:
+        sums["kd_loss"] = (kd_total * w).sum()
+        if len(teacher_names) > 1:
+            sums.update({f"kd_loss_{name}": (v * w).sum() for name, v in per_teacher.items()})
+    return (per_example * w).sum(), sums
 
 
 @register
@@ -77,11 +138,12 @@ class FineTune(Objective):
             "token_query_slots": 0,
             # Low-resource runs: keep this share of the training rows (a fixed, seeded subset; 1 = all).
             "train_fraction": 1.0,
-            # Task-level distillation from a fine-tuned teacher run (same task and labels); "" = none.
+            # A label outside the task's label inventory: "error" (naming file:line; skip_malformed skips
+            # and counts such rows) or "unk" (map it to the inventory's UNK label, counted).
+            "unknown_labels": "error",
+            # Task-level distillation from fine-tuned teacher run(s) (same task and labels; RUN, RUN1,RUN2 or
+            # a=RUN1,b=RUN2); "" = none. The KD settings are config.kd.
             "teacher": "",
-            "kd_alpha": 0.5,  # weight of the distillation term; 1 − kd_alpha weighs the gold labels [unverified]
-            "kd_temperature": 2.0,  # τ for kd_loss=kl [unverified]
-            "kd_loss": "kl",  # kl | mse (on the head logits)
             # Tasks with a single labelled split (XNLI dev here) are split by labelled.in_holdout:
             # "train" is the rest, "validation"/"test" the held-out share.
             "holdout_fraction": 0.2,
@@ -91,12 +153,15 @@ class FineTune(Objective):
             "max_query_tokens": 64,
             "max_answer_tokens": 30,
             "squad_version": 1,  # 2: SQuAD 2.0 rules, and "no answer" may be predicted
-        })}
+        }), "kd": kd_lib.kd_section()}
 
     @classmethod
     def build_data(cls, config, workdir):
         ft, data = config.finetune, config.data
         data_dir = data.data_dir or None
+        if ft.unknown_labels not in labelled.UNKNOWN_LABEL_POLICIES:
+            raise ValueError(f"config.finetune.unknown_labels={ft.unknown_labels!r}: use one of "
+                             f"{labelled.UNKNOWN_LABEL_POLICIES}")
         # The vocabulary must exist before tokenizing: a given one, or one trained on the train text.
         texts = [] if data.vocab else labelled.training_texts(ft, data_dir, data.skip_malformed)
         vocab = load_vocab(data, workdir, texts)
@@ -123,6 +188,16 @@ class FineTune(Objective):
                 batches.check_token_query_slots(ft.token_query_slots, f"split {split_name!r}")
         return vocab, train_batches, eval_batches, stats
 
+    @staticmethod
+    def value_ranges():
+        return {"finetune.token_loss_weight": atm_config.NON_NEGATIVE, "finetune.token_query_slots": atm_config.NON_NEGATIVE,
+                "finetune.train_fraction": atm_config.SHARE, "kd.alpha": atm_config.UNIT,
+                "kd.temperature": atm_config.POSITIVE, "finetune.doc_stride": atm_config.AT_LEAST_1,
+                "finetune.max_query_tokens": atm_config.AT_LEAST_1, "finetune.max_answer_tokens": atm_config.AT_LEAST_1,
+                "finetune.holdout_fraction": ("in (0, 1)", lambda v: 0 < v < 1),
+                "finetune.holdout_seed": atm_config.NON_NEGATIVE,
+                "finetune.squad_version": ("1 or 2", lambda v: v in (1, 2))}
+
     def __init__(self, config, vocab, train_data=None):
         super().__init__(config, vocab, train_data)
         if train_data is None:
@@ -146,42 +221,35 @@ class FineTune(Objective):
             self.token_query_slots = 0  # e.g. sequence_heads_only: S = [CLS] already
         self.train_model = EncoderWithHeads(self.model_cfg, self.heads, deterministic=False)
         self.eval_model = EncoderWithHeads(self.model_cfg, self.heads, deterministic=True)
-        self.teacher_run = self.teacher_model = None
-        if config.finetune.teacher:
-            self._load_teacher(config.finetune)
+        self.teachers = self._load_teachers(config) if config.finetune.teacher else None
 
-    def _load_teacher(self, ft):
-        from atm.distill import teacher as teacher_lib
-
+    def _load_teachers(self, config) -> teacher_lib.Teachers:
         key = "config.finetune.teacher"
-        if ft.kd_loss not in ("kl", "mse"):
-            raise ValueError(f"config.finetune.kd_loss={ft.kd_loss!r}: use kl or mse")
-        if not 0.0 <= ft.kd_alpha <= 1.0 or ft.kd_temperature <= 0:
-            raise ValueError(f"config.finetune.kd_alpha={ft.kd_alpha} must be within [0, 1] and "
-                             f"config.finetune.kd_temperature={ft.kd_temperature} > 0")
-        run = teacher_lib.load_run(ft.teacher, key, ("finetune",))
-        teacher_lib.check_same_vocabulary(run, self.vocab, key)
-        for name, _, num_classes in self.heads:
-            if name not in run.params:
-                raise ValueError(f"{key}={run.directory!r} has no {name!r} head (its heads: "
-                                 f"{sorted(set(run.params) - {'encoder'})}); fine-tune it on this task first")
-            theirs = run.params[name]["classifier"]["kernel"].shape[-1]
-            if theirs != num_classes:
-                raise ValueError(f"{key}: the teacher's {name!r} head has {theirs} classes but this task has "
-                                 f"{num_classes}; the teacher must be fine-tuned on the same labels")
-        self.teacher_run = run
-        self.teacher_model = EncoderWithHeads(run.model_config(self.model_cfg.dtype), self.heads, deterministic=True)
+        ids = jnp.zeros((1, self.seq_len), jnp.int32)
+        teachers = teacher_lib.Teachers(
+            config.finetune.teacher, key, ("finetune",), self.model_cfg.dtype,
+            lambda cfg, deterministic: EncoderWithHeads(cfg, self.heads, deterministic=deterministic),
+            (ids, ids, ids, ids))
+        kd_lib.check_settings(config.kd, len(teachers))
+        teachers.check_vocabulary(self.vocab)
+        for teacher, run in teachers.runs.items():
+            shapes = run.param_shapes()  # from the checkpoint's metadata: no weight is read here
+            for name, _, num_classes in self.heads:
+                kernel = shapes.get(f"{name}.classifier.kernel")
+                if kernel is None:
+                    heads = sorted({k.split(".")[0] for k in shapes} - {"encoder"})
+                    raise ValueError(f"{key}={run.directory!r} has no {name!r} head (its heads: {heads}); "
+                                     f"fine-tune it on this task first")
+                if kernel[-1] != num_classes:
+                    raise ValueError(f"{key}: the teacher {teacher}'s {name!r} head has {kernel[-1]} classes but "
+                                     f"this task has {num_classes}; the teacher must be fine-tuned on the same labels")
+        return teachers
 
     def frozen_params(self, mesh):
-        from atm.distill import teacher as teacher_lib
+        return {} if self.teachers is None else self.teachers.shard(mesh)
 
-        if self.teacher_model is None:
-            return {}
-        ids = jnp.zeros((1, self.seq_len), jnp.int32)
-        frozen = teacher_lib.shard_params(self.teacher_model, self.teacher_run.params, (ids, ids, ids, ids), mesh,
-                                          "config.finetune.teacher")
-        self.teacher_run.params = None  # the host copy is no longer needed
-        return frozen
+    def frozen_abstract(self, mesh):
+        return {} if self.teachers is None else self.teachers.abstract(mesh)
 
     def example_batch(self, batch_size):
         shape = (batch_size, self.seq_len)
@@ -192,74 +260,44 @@ class FineTune(Objective):
         batch["example_weight"] = jax.ShapeDtypeStruct((batch_size,), jnp.float32)
         return batch
 
-    def _logits(self, params, batch, rng, train):
-        return self._apply(self.train_model if train else self.eval_model, params, batch, rng)
-
-    def _teacher_logits(self, frozen, batch):
-        return None if self.teacher_model is None else self._apply(self.teacher_model, frozen, batch)
-
-    def _apply(self, model, params, batch, rng=None):
-        """{head: logits} of `model` (the student's or the teacher's)."""
-        token_types = batch["token_types"] if model.cfg.type_vocab_size > 1 else None
+    def head_logits(self, apply, batch, cfg):
+        """{head: logits} of `apply(*args)`, the student's or a teacher's `model.apply` with its params
+        bound; `cfg` is that model's EncoderConfig."""
+        token_types = batch["token_types"] if cfg.type_vocab_size > 1 else None
         token_queries = (token_query_positions(batch["word_ids"], self.token_query_slots)
                          if self.token_query_slots else None)
-        logits = model.apply({"params": params}, batch["input_ids"], batch["segment_ids"], batch["positions"],
-                             token_types, token_queries, rngs={"dropout": rng} if rng is not None else {})
+        logits = apply(batch["input_ids"], batch["segment_ids"], batch["positions"], token_types, token_queries)
         for name, kind, _ in self.heads:
             if kind == "span":  # padding is never an answer boundary
                 logits[name] = jnp.where((batch["segment_ids"] > 0)[..., None], logits[name], -1e4)
         return logits
 
+    def student_logits(self, params, batch, rng, train):
+        model = self.train_model if train else self.eval_model
+        return self.head_logits(lambda *args: model.apply(
+            {"params": params}, *args, rngs={"dropout": rng} if rng is not None else {}), batch, self.model_cfg)
+
+    def teacher_logits(self, frozen, batch):
+        """{head: the teachers' logits stacked on a leading axis}, or None without teachers."""
+        if self.teachers is None:
+            return None
+        each = [self.head_logits(lambda *args, n=name: self.teachers.apply(frozen, n, *args), batch, cfg)
+                for name, cfg in self.teachers.configs.items()]
+        return {head: jnp.stack([logits[head] for logits in each]) for head in each[0]}
+
     def init_params(self, rng, batch):
         return self.eval_model.init(rng, batch["input_ids"], batch["segment_ids"], batch["positions"])["params"]
 
     def loss(self, params, frozen, batch, rng, train):
-        return self._loss_from_logits(self._logits(params, batch, rng, train), batch,
-                                      self._teacher_logits(frozen, batch))
+        return self.losses(self.student_logits(params, batch, rng, train), batch, self.teacher_logits(frozen, batch))
 
-    def _loss_from_logits(self, logits, batch, teacher_logits=None):
-        """Summed loss over the batch: per head CE, or (1 − kd_alpha)·CE + kd_alpha·KD with a teacher."""
-        ft = self.config.finetune
-        w = batch["example_weight"]
-        per_example, kd_per_example = jnp.zeros_like(w), jnp.zeros_like(w)
-        sums = {"weight": w.sum()}
-
-        def kd(student, teacher, present=None):
-            return kd_per_position(student, teacher, ft.kd_loss, ft.kd_temperature, present)
-        for name, kind, _ in self.heads:
-            teacher = None if teacher_logits is None else teacher_logits[name]
-            head_weight, kd_loss = 1.0, None
-            if kind == "sequence":
-                gold = cross_entropy(logits[name], batch["label"])
-                if teacher is not None:
-                    kd_loss = kd(logits[name], teacher)
-                correct = (jnp.argmax(logits[name], -1) == batch["label"]).astype(jnp.float32)
-                sums["accuracy"] = (correct * w).sum()
-            elif kind == "span":  # start and end: distributions over the window's positions
-                start_BxL, end_BxL = logits[name][..., 0], logits[name][..., 1]
-                gold = 0.5 * (cross_entropy(start_BxL, batch["start_position"])
-                              + cross_entropy(end_BxL, batch["end_position"]))
-                if teacher is not None:
-                    real_BxL = batch["segment_ids"] > 0
-                    kd_loss = 0.5 * (kd(start_BxL, teacher[..., 0], real_BxL) + kd(end_BxL, teacher[..., 1], real_BxL))
-            else:
-                valid = batch["token_labels"] != IGNORE
-                gold = _token_mean(cross_entropy(logits[name], jnp.where(valid, batch["token_labels"], 0)), valid)
-                if teacher is not None:
-                    kd_loss = _token_mean(kd(logits[name], teacher), valid)
-                head_weight = ft.token_loss_weight
-            if kd_loss is None:
-                per_example = per_example + head_weight * gold
-            else:
-                per_example = per_example + head_weight * ((1.0 - ft.kd_alpha) * gold + ft.kd_alpha * kd_loss)
-                kd_per_example = kd_per_example + head_weight * kd_loss
-        if teacher_logits is not None:
-            sums["kd_loss"] = (kd_per_example * w).sum()
-        return (per_example * w).sum(), sums
+    def losses(self, logits, batch, teacher_logits=None):
+        return head_losses(self.heads, logits, batch, self.config.finetune.token_loss_weight, self.config.kd,
+                           teacher_logits, self.teachers.names if self.teachers is not None else ())
 
     def eval_outputs(self, params, frozen, batch, rng):
-        logits = self._logits(params, batch, rng, False)
-        loss_sum, sums = self._loss_from_logits(logits, batch, self._teacher_logits(frozen, batch))
+        logits = self.student_logits(params, batch, rng, False)
+        loss_sum, sums = self.losses(logits, batch, self.teacher_logits(frozen, batch))
         # Span heads keep their logits: answers are read back over all windows of a question.
         outputs = {f"pred_{name}": logits[name] if kind == "span" else jnp.argmax(logits[name], -1)
                    for name, kind, _ in self.heads}
@@ -269,8 +307,8 @@ class FineTune(Objective):
         """Metrics over the whole eval pass; word tags are read off each word's first subword."""
         weight = max(sum(float(o["weight"]) for o in outputs), 1.0)
         report = {"loss": sum(float(o["loss"]) for o in outputs) / weight}
-        if "kd_loss" in outputs[0]:
-            report["kd_loss"] = sum(float(o["kd_loss"]) for o in outputs) / weight
+        for key in (k for k in outputs[0] if k.startswith("kd_loss")):  # kd_loss, and kd_loss_{teacher}
+            report[key] = sum(float(o[key]) for o in outputs) / weight
         if self.kind == "qa":
             return {**report, **self._squad_metrics(outputs, batches, eval_data)}
         sequence_head = next((f"pred_{n}" for n, kind, _ in self.heads if kind == "sequence"), None)
@@ -325,6 +363,7 @@ class FineTune(Objective):
         sequence_only = all(kind == "sequence" for _, kind, _ in self.heads)  # S = [CLS] (heads.query_positions)
         queries = 1 if sequence_only else (self.token_query_slots or None)
         student = encoder_flops_per_token(self.model_cfg, self.seq_len, 0.0, queries)
-        if self.teacher_model is None:
+        if self.teachers is None:
             return student
-        return student + encoder_flops_per_token(self.teacher_model.cfg, self.seq_len, 0.0, queries) / 3  # forward only
+        return student + self.teachers.flops_per_token(  # forward only
+            lambda cfg: encoder_flops_per_token(cfg, self.seq_len, 0.0, queries) / 3)

@@ -98,6 +98,12 @@ class MaskedLM(Objective):
             "max_predictions": -1,  # mask slots per sequence; -1: round(mask_rate · seq_len)
         })}
 
+    @staticmethod
+    def value_ranges():
+        return {"mlm.mask_rate": atm_config.SHARE, "mlm.mask_token_rate": atm_config.UNIT,
+                "mlm.random_token_rate": atm_config.UNIT,
+                "mlm.max_predictions": ("-1 (from mask_rate) or >= 1", lambda v: v == -1 or v >= 1)}
+
     def __init__(self, config, vocab, train_data=None):
         super().__init__(config, vocab, train_data)
         self.model_cfg = atm_config.model_config(config)

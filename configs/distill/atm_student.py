@@ -22,7 +22,7 @@ def get_config():
     c = default_config("distill")
     c.model.update(num_layers=4, hidden_size=384, num_heads=6, ffn_size=1536, vocab_size=8000, type_vocab_size=1,
                    max_positions=128, hidden_dropout=0.1, layer_norm_eps=1e-5)
-    c.distill.update(alpha=0.5, temperature=2.0, loss="kl")
+    c.kd.update(alpha=0.5, temperature=2.0, loss="kl")
     c.data.source = "tasks"
     c.data.tasks = "massive_text"
     c.data.replay_tasks = "mlm_text_spoken_written"
