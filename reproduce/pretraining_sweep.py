@@ -22,12 +22,9 @@ import importlib.util
 import json
 import math
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from reproduce import common  # noqa: E402
+from reproduce import common
 
 REPO = common.REPO
 CONFIG = os.path.join(REPO, "configs", "atm_stage1_public.py")
