@@ -24,7 +24,6 @@ from typing import Any, Callable, Optional
 
 import jax
 import orbax.checkpoint as ocp
-from absl import logging
 from etils import epath
 
 CHECKSUMS = "atm_checksums.json"
@@ -169,15 +168,18 @@ class Checkpointer:
         """The params of a checkpoint, without knowing its structure in advance, on one local device
         whatever mesh and process count saved it (init_from, teachers and export read any run)."""
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        tree = ocp.StandardCheckpointHandler().metadata(epath.Path(self.step_dir(step)) / "state")
-        target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+        target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                                        self.state_metadata(step))
         restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
         return restored["state"]["params"]
 
+    def state_metadata(self, step: int) -> Any:
+        """The tree of a checkpoint's state with each tensor's shape and dtype, read from its metadata."""
+        return ocp.StandardCheckpointHandler().metadata(epath.Path(self.step_dir(step)) / "state")
+
     def saved_shapes(self, step: int) -> dict[str, tuple[tuple[int, ...], str]]:
         """Name → (shape, dtype) of every tensor in a checkpoint's state, from its metadata only."""
-        tree = ocp.StandardCheckpointHandler().metadata(epath.Path(self.step_dir(step)) / "state")
-        return shapes_by_name(tree)
+        return shapes_by_name(self.state_metadata(step))
 
     def _walk(self, attempt: Callable[[int], Any]) -> tuple[Optional[int], Any, list[tuple[int, str]]]:
         """Newest first: (step, attempt(step)) of the first checkpoint that passes its checksums and

@@ -18,14 +18,11 @@ import threading
 
 import jax
 
-EXIT_CODES = {signal.SIGTERM: 128 + signal.SIGTERM, signal.SIGINT: 128 + signal.SIGINT}
-
-
 class Preempted(Exception):
     """The run stopped at a signal after saving its checkpoint; rerun to resume."""
 
     def __init__(self, signum: int, step: int, directory: str):
-        self.signum, self.step, self.exit_code = signum, step, EXIT_CODES.get(signum, 128 + signum)
+        self.signum, self.step, self.exit_code = signum, step, 128 + signum  # what a shell reports
         super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; saved a checkpoint at step "
                          f"{step} in {directory}. Rerun the same command to resume.")
 

@@ -60,7 +60,7 @@ class _Bad:
     message: str
 
 
-def _require_file(path: str, config_key: Optional[str]) -> str:
+def require_file(path: str, config_key: Optional[str]) -> str:
     if not os.path.isfile(path):
         what = "directory, not a file" if os.path.isdir(path) else "does not exist"
         prefix = f"{config_key}: " if config_key else ""
@@ -105,7 +105,7 @@ class Reader:
         self._check_files()
 
     def _check_files(self):
-        _require_file(self.path, self.config_key)
+        require_file(self.path, self.config_key)
 
     def _parse(self) -> Iterator[Any]:  # yields dicts and _Bad
         raise NotImplementedError
@@ -296,7 +296,7 @@ class BioFolder(Reader):
     def _check_files(self):
         counts = {}
         for name in self.FILES:
-            counts[name] = _row_lines(_require_file(os.path.join(self.path, name), self.config_key))
+            counts[name] = _row_lines(require_file(os.path.join(self.path, name), self.config_key))
         if len(set(counts.values())) > 1:  # line i of every file is row i: a missing line shifts every row after it
             short, long = min(counts, key=counts.get), max(counts, key=counts.get)
             raise DataFormatError(os.path.join(self.path, long), None, long,
@@ -311,18 +311,8 @@ class BioFolder(Reader):
             items = [next(s, None) for s in streams]
             if all(item is None for item in items):
                 return
-            if any(item is None for item in items):  # the files have different lengths
-                ended = paths[items.index(None)]
-                longer = paths[[i for i, item in enumerate(items) if item is not None][0]]
-                number = next(item for item in items if item is not None)[0]
-                # a single trailing blank line is not a row
-                rest = [item for item in items if item is not None]
-                if all(not isinstance(t, _Bad) and not t.strip() for _, t in rest):
-                    continue
-                yield _Bad(longer, number, os.path.basename(longer),
-                           f"{os.path.basename(ended)} ended at line {number - 1} but "
-                           f"{os.path.basename(longer)} goes on")
-                return
+            if any(item is None for item in items):
+                continue  # trailing blank lines of one file: _check_files found equal row counts
             number = items[0][0]
             texts = [t for _, t in items]
             bad = next((t for t in texts if isinstance(t, _Bad)), None)

@@ -292,7 +292,7 @@ def _label_inventory(name: str, root: str, skip_malformed: bool) -> dict[str, tu
 
         def lines(file):
             path = os.path.join(folder, file)
-            readers._require_file(path, f"task {name}: label list")
+            readers.require_file(path, f"task {name}: label list")
             with open(path, encoding="utf-8") as f:
                 return tuple(x.strip() for x in f if x.strip())
         return {"intent": lines("intent_label.txt"), "slot": lines("slot_label.txt")}

@@ -16,6 +16,7 @@ The step receives the sharded params as `frozen` = {name: params}; they are neve
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -37,7 +38,7 @@ class Run:
     vocab_path: str
     key: str  # the config key that named it, for every error
 
-    @property
+    @functools.cached_property
     def checkpoints(self) -> atm_checkpoint.Checkpointer:
         return atm_checkpoint.Checkpointer(os.path.join(self.directory, "checkpoints"), 1, False)
 
