@@ -3,8 +3,10 @@
     python -m atm.main --config=configs/distill/atm_student.py --workdir=workdirs/student \\
         --config.distill.teacher=workdirs/stage2
 
-L = α·τ²·KL(σ(z_T/τ) ‖ σ(z_S/τ)) + (1−α)·L_MLM on the masked positions (α = 0.5, τ = 2 [unverified]).
-The vocabulary defaults to the teacher's. The second hop distils from this run:
+L = α·τ²·KL(σ(z_T/τ) ‖ σ(z_S/τ)) + (1−α)·L_MLM on the masked positions (config.kd: α = kd.alpha = 0.5,
+τ = kd.temperature = 2 [unverified]). Several teachers: --config.distill.teacher=a=RUN1,b=RUN2, combined per
+--config.kd.combine (mean_probs | mean_logits), each one's KD logged as kd_loss_{name}.
+The vocabulary defaults to the (first) teacher's. The second hop distils from this run:
     python -m atm.main --config=configs/distill/atm_student.py --workdir=workdirs/student_small \\
         --config.distill.teacher=workdirs/student --config.model.num_layers=2 --config.model.hidden_size=256 \\
         --config.model.ffn_size=1024 --config.model.num_heads=4
@@ -12,7 +14,7 @@ Offline teacher logits: python -m atm.distill.cache --config=configs/distill/atm
     --teacher=workdirs/stage2 --out=workdirs/cache --top_k=32, then --config.distill.cache=workdirs/cache.
 Stage-1 replay: --config.data.replay_share=0.3 (replay_tasks is stage 1's mixture).
 
-Expected: not measured at this size; reproduce/atm.py runs the same recipe at a CPU size
+Expected: not measured at this size; `python -m reproduce.atm` runs the same recipe at a CPU size
 (results/atm/table.md).
 """
 from atm.config import default_config
