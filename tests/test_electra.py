@@ -18,7 +18,7 @@ from atm import sharding, train
 from atm.bench import BenchVocabulary
 from atm.convert import hf
 from atm.objectives import electra
-from helpers import apply_overrides, run_steps
+from helpers import apply_overrides
 from test_resume import SMALL, final_params, metrics
 from test_sharding import relative_difference
 
@@ -138,10 +138,10 @@ def test_rtd_loss_sends_exactly_zero_gradient_into_the_generator(built):
     b, params, batch = built
     objective = b.objective
 
-    def part(name):
-        return jax.jit(jax.grad(lambda p: objective.forward(p, batch, jax.random.key(0), True)[name]))(params)
+    def part(p, name):
+        return objective.forward(p, batch, jax.random.key(0), True)[name]
 
-    rtd_grads, mlm_grads = part("rtd_loss"), part("mlm_loss")
+    rtd_grads, mlm_grads = jax.jit(lambda p: (jax.grad(part)(p, "rtd_loss"), jax.grad(part)(p, "mlm_loss")))(params)
     own = jax.tree_util.tree_leaves(rtd_grads[electra.GENERATOR_KEY])
     assert own and all(np.all(np.asarray(g) == 0.0) for g in own)  # exactly zero through the sampling
     assert np.abs(rtd_grads["encoder"]["embeddings"]["word_embeddings"]["embedding"]).max() > 0  # shared: trained
@@ -193,29 +193,50 @@ def test_exporting_a_non_electra_run_as_electra_is_an_error():
 
 
 # --- training: meshes, accumulation, resume --------------------------------------------------------------------
+def run_shared(config, data, devices):
+    """`helpers.run_steps` on the module's one vocabulary and batcher (`data`): no data is rebuilt per run."""
+    vocab, train_data = data
+    b = train.build(config, "/tmp/unused", devices=devices, vocab=vocab, train_data=train_data)
+    state, losses = b.trainer.init_state(), []
+    for step in range(config.train.steps):
+        batch = sharding.global_batch_from_local(b.mesh, train_data.batch(step), config.train.batch_size)
+        state, m = b.trainer.train_step(state, batch)
+        losses.append(float(m["loss"]))
+    return np.array(losses), jax.device_get(state.params)
+
+
+# 2 generator heads: a tensor axis of 2 shards the heads (the recipe's 1 head for hidden 16 would not split).
+MESH_RUN = {"model.hidden_dropout": 0.1, "electra.generator_num_heads": 2}
+
+
 @pytest.fixture(scope="module")
-def single_device(tmp_path_factory):
-    # 2 generator heads: a tensor axis of 2 shards the heads (the recipe's 1 head would not split).
-    return run_steps(electra_config(**{"model.hidden_dropout": 0.1, "electra.generator_num_heads": 2}),
-                     str(tmp_path_factory.mktemp("one")),
-                     jax.devices()[:1])
+def data(tmp_path_factory):
+    config = electra_config(**MESH_RUN)
+    vocab, train_data, _, _ = electra.Electra.build_data(config, str(tmp_path_factory.mktemp("data")))
+    return vocab, train_data
 
 
-def test_data2_fsdp2_tensor2_equals_one_device(single_device, tmp_path):
-    config = electra_config(**{"model.hidden_dropout": 0.1, "electra.generator_num_heads": 2})
+@pytest.fixture(scope="module")
+def single_device(data):
+    return run_shared(electra_config(**MESH_RUN), data, jax.devices()[:1])
+
+
+def test_data2_fsdp2_tensor2_equals_one_device(single_device, data):
+    config = electra_config(**MESH_RUN)
     config.mesh.update(dict(data=2, fsdp=2, tensor=2))
-    losses, params = run_steps(config, str(tmp_path))
+    losses, params = run_shared(config, data, jax.devices())
     ref_losses, ref_params = single_device
     assert np.all(np.abs(losses - ref_losses) <= 1e-5 * np.abs(ref_losses)), (losses, ref_losses)
     assert relative_difference(params, ref_params) < 1e-5
     assert losses[-1] < losses[0]
 
 
-def test_gradient_accumulation_equals_one_big_batch(tmp_path):
+def test_gradient_accumulation_equals_one_big_batch(data):
     # Masks, draws and the generator's scale are fixed for the whole batch in `prepare`; dropout is off.
-    plain = run_steps(electra_config(**{"train.steps": 2}), str(tmp_path / "a"), jax.devices()[:1])
-    accum = run_steps(electra_config(**{"train.steps": 2, "train.grad_accum_steps": 4}), str(tmp_path / "b"),
-                      jax.devices()[:1])
+    plain = run_shared(electra_config(**{**MESH_RUN, "model.hidden_dropout": 0.0, "train.steps": 2}), data,
+                       jax.devices()[:1])
+    accum = run_shared(electra_config(**{**MESH_RUN, "model.hidden_dropout": 0.0, "train.steps": 2,
+                                         "train.grad_accum_steps": 4}), data, jax.devices()[:1])
     np.testing.assert_allclose(accum[0], plain[0], rtol=1e-5)
     assert relative_difference(accum[1], plain[1]) < 1e-5
 
