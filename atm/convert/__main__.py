@@ -8,7 +8,8 @@ directory (config.json, model.safetensors or pytorch_model.bin, tokenizer files)
 workdir usable as `--config.init_from=WORKDIR` (see atm/convert/workdir.py), as a teacher, or
 through `atm.from_pretrained(WORKDIR)`. Reading safetensors needs no torch.
 export: an imported or atm-trained workdir (its latest checkpoint) becomes a directory that
-transformers' `AutoModel*.from_pretrained` loads.
+transformers' `AutoModel*.from_pretrained` loads. An ELECTRA pretraining run (config.objective=electra)
+writes its discriminator as ElectraForPreTraining in OUT and its generator as ElectraForMaskedLM in OUT/generator.
 """
 from __future__ import annotations
 

@@ -109,10 +109,8 @@ def vocabulary_path(workdir: str, saved: dict) -> str | None:
     return None
 
 
-def load_workdir(workdir: str, **overrides: Any) -> tuple[EncoderConfig, dict, str, dict]:
-    """(EncoderConfig, params of its latest checkpoint, head, saved config) of an atm workdir.
-
-    A fine-tuned model keeps its encoder (task heads have no transformers counterpart here)."""
+def _load_all(workdir: str, **overrides: Any) -> tuple[EncoderConfig, dict, dict]:
+    """(EncoderConfig, every param of the latest intact checkpoint on the host, saved config)."""
     from atm import checkpoint as atm_checkpoint
 
     workdir = os.path.abspath(workdir)
@@ -122,11 +120,31 @@ def load_workdir(workdir: str, **overrides: Any) -> tuple[EncoderConfig, dict, s
         raise FileNotFoundError(f"{workdir}: no checkpoint under {ckpt_dir}")
     _, params = atm_checkpoint.Checkpointer(ckpt_dir, 1, False).latest_intact_params(workdir)
     params = jax.tree_util.tree_map(np.asarray, jax.device_get(params))
-    if "mlm_head" not in params and "discriminator_head" not in params:
-        params = {"encoder": params["encoder"]}
     cfg = encoder_config(saved, **overrides)
     if cfg.scan_layers != ("layers" in params["encoder"]):  # the checkpoint's layout decides
         cfg = dataclasses.replace(cfg, scan_layers="layers" in params["encoder"])
+    return cfg, params, saved
+
+
+def _model_params(params: dict) -> dict:
+    """The params of the one model a workdir stands for: an ELECTRA run's discriminator (its generator is
+    exported beside it), a fine-tuned model's encoder (task heads have no transformers counterpart here)."""
+    from atm.objectives import electra
+
+    if "discriminator_head" in params:
+        return electra.discriminator_params(params)
+    if "mlm_head" not in params:
+        return {"encoder": params["encoder"]}
+    return params
+
+
+def load_workdir(workdir: str, **overrides: Any) -> tuple[EncoderConfig, dict, str, dict]:
+    """(EncoderConfig, params of its latest checkpoint, head, saved config) of an atm workdir.
+
+    A fine-tuned model keeps its encoder (task heads have no transformers counterpart here); an ELECTRA
+    pretraining run gives its discriminator (head "discriminator")."""
+    cfg, params, saved = _load_all(workdir, **overrides)
+    params = _model_params(params)
     return cfg, params, hf.head_of_params(params), saved
 
 
@@ -139,26 +157,64 @@ def _guess_model_type(cfg: EncoderConfig, vocab_path: str | None) -> str:
     return "bert"
 
 
-def export_workdir(workdir: str, out: str, model_type: str | None = None) -> dict:
-    """Write a transformers directory (config.json, model.safetensors, tokenizer files) from an atm workdir."""
-    from atm.data.vocab import load_vocabulary
+ELECTRA_GENERATOR_DIR = "generator"  # export of an ELECTRA run: OUT/ the discriminator, OUT/generator/ the generator
 
-    workdir = os.path.abspath(workdir)
-    cfg, params, head, saved = load_workdir(workdir)
-    record = {}
-    if os.path.exists(os.path.join(workdir, IMPORT_RECORD)):
-        with open(os.path.join(workdir, IMPORT_RECORD)) as f:
-            record = json.load(f)
-    vocab_path = vocabulary_path(workdir, saved)
-    model_type = model_type or record.get("model_type") or _guess_model_type(cfg, vocab_path)
-    pad_id = load_vocabulary(vocab_path).pad_id if vocab_path else 0
-    hf_config = hf.write_hf_dir(out, params, cfg, model_type, pad_id, record.get("hf_config"))
+
+def check_electra_export(workdir: str, saved: dict, record: dict, cfg: EncoderConfig, head: str, model_type: str):
+    """An ELECTRA run exports as electra only; electra is only for ELECTRA runs, imported ELECTRA checkpoints
+    and factorised embeddings (which no other transformers class holds)."""
+    objective = saved.get("objective", "mlm")
+    if head == "discriminator" and model_type != "electra":
+        raise ValueError(f"--model_type={model_type}: {workdir} holds an ELECTRA discriminator "
+                         f"(config.objective={objective!r}); export it with --model_type=electra")
+    electra_source = (objective == "electra" or record.get("model_type") == "electra"
+                      or cfg.embedding_dim != cfg.hidden_size)
+    if model_type == "electra" and not electra_source:
+        raise ValueError(f"--model_type=electra: {workdir} is not an ELECTRA run (config.objective={objective!r}, "
+                         f"imported model_type={record.get('model_type')!r}, config.model.embedding_size="
+                         f"{cfg.embedding_size}); export it as {_guess_model_type(cfg, None)} or pretrain with "
+                         "--config=configs/electra.py")
+
+
+def _write_tokenizer(vocab_path: str | None, out: str):
     if vocab_path and os.path.isdir(vocab_path):
         _copy_tokenizer(vocab_path, out)
     elif vocab_path:  # an atm-trained SentencePiece model: transformers has no class with its id layout
         shutil.copy2(vocab_path, os.path.join(out, "atm_" + os.path.basename(vocab_path)))
         print(f"note: {vocab_path} is an atm SentencePiece vocabulary ([PAD] [UNK] [CLS] [SEP] [MASK] = 0..4); "
               f"copied to {out}, no transformers tokenizer files written", flush=True)
+
+
+def export_workdir(workdir: str, out: str, model_type: str | None = None) -> dict:
+    """Write a transformers directory (config.json, model.safetensors, tokenizer files) from an atm workdir.
+
+    An ELECTRA pretraining run (config.objective="electra") writes its discriminator as
+    `ElectraForPreTraining` in `out` and its generator, shared embeddings included, as `ElectraForMaskedLM`
+    in `out/generator`."""
+    from atm.data.vocab import load_vocabulary
+    from atm.objectives import electra
+
+    workdir = os.path.abspath(workdir)
+    cfg, all_params, saved = _load_all(workdir)
+    params = _model_params(all_params)
+    head = hf.head_of_params(params)
+    record = {}
+    if os.path.exists(os.path.join(workdir, IMPORT_RECORD)):
+        with open(os.path.join(workdir, IMPORT_RECORD)) as f:
+            record = json.load(f)
+    vocab_path = vocabulary_path(workdir, saved)
+    is_electra_run = saved.get("objective") == "electra" and electra.GENERATOR_KEY in all_params
+    model_type = (model_type or record.get("model_type") or ("electra" if is_electra_run else None)
+                  or _guess_model_type(cfg, vocab_path))
+    check_electra_export(workdir, saved, record, cfg, head, model_type)
+    pad_id = load_vocabulary(vocab_path).pad_id if vocab_path else 0
+    hf_config = hf.write_hf_dir(out, params, cfg, model_type, pad_id, record.get("hf_config"))
+    _write_tokenizer(vocab_path, out)
+    if is_electra_run:
+        generator_dir = os.path.join(out, ELECTRA_GENERATOR_DIR)
+        generator_cfg = electra.generator_config_from(saved, cfg)
+        hf.write_hf_dir(generator_dir, electra.generator_params(all_params), generator_cfg, "electra", pad_id)
+        _write_tokenizer(vocab_path, generator_dir)
     return hf_config
 
 

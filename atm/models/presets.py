@@ -21,6 +21,11 @@ PRESETS: dict[str, dict] = {
     "small": dict(num_layers=4, hidden_size=512, num_heads=8, ffn_size=2048),
     "base": dict(num_layers=12, hidden_size=768, num_heads=12, ffn_size=3072),
     "large": dict(num_layers=24, hidden_size=1024, num_heads=16, ffn_size=4096),
+    # ELECTRA discriminators (google-research/electra; configs/electra.py): factorised embeddings in small.
+    "electra_small": dict(vocab_size=30522, num_layers=12, hidden_size=256, embedding_size=128, num_heads=4,
+                          ffn_size=1024, max_positions=512),
+    "electra_base": dict(vocab_size=30522, num_layers=12, hidden_size=768, num_heads=12, ffn_size=3072,
+                         max_positions=512),
     # ATM teachers (non-embedding parameters in the name).
     "atm_700m": dict(_PRE_LN_TEACHER, num_layers=25, hidden_size=1536, num_heads=16, ffn_size=6144),
     "atm_2p3b": dict(_PRE_LN_TEACHER, num_layers=36, hidden_size=2304, num_heads=18, ffn_size=9216),

@@ -94,7 +94,13 @@ class Objective:
     def load_pretrained(self, params: Any, pretrained: Any) -> tuple[Any, list[str]]:
         """Take every tensor of `params` that `pretrained` has at the same path and shape
         (e.g. the encoder of an MLM run); the rest (new heads) keeps its fresh initialisation.
-        Returns (params, paths copied). A shape mismatch under a shared path is an error."""
+        Returns (params, paths copied). A shape mismatch under a shared path is an error. From an ELECTRA
+        run only its discriminator is taken (`encoder`, `discriminator_head`; never its `generator` unless
+        this objective has one), and its shape must be config.model's."""
+        from atm import config as atm_config
+        from atm.objectives import electra
+
+        electra.check_discriminator_fits(pretrained, atm_config.model_config(self.config))
         flat_pre = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(pretrained)}
         copied = []
 
