@@ -79,21 +79,30 @@ def _replace_atomically(path: str, write):
 
 
 def write_shard(directory: str, name: str, examples, dtype, job: str) -> dict:
-    """Write one shard (ids, offsets, then its receipt) and return the receipt."""
-    lengths = np.fromiter((len(e) for e in examples), np.int64, len(examples))
-    offsets = np.zeros(len(examples) + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    ids_path, idx_path = (os.path.join(directory, name + ext) for ext in (".ids", ".idx"))
-
-    def write_ids(f):
+    """Write one shard of `examples` (token arrays): ids, offsets, then its receipt; returns the receipt."""
+    def blocks():
         for start in range(0, len(examples), 65536):
-            block = examples[start:start + 65536]
-            if len(block):
-                np.concatenate([np.asarray(e) for e in block]).astype(np.dtype(dtype).newbyteorder("<")).tofile(f)
+            block = [np.asarray(e) for e in examples[start:start + 65536]]
+            yield np.concatenate(block), np.array([len(e) for e in block], np.int64)
+    return write_shard_blocks(directory, name, blocks(), dtype, job)
 
-    _replace_atomically(ids_path, write_ids)
-    _replace_atomically(idx_path, lambda f: offsets.astype("<i8").tofile(f))
-    receipt = {"name": name, "records": int(len(examples)), "tokens": int(offsets[-1]), "job": job,
+
+def write_shard_blocks(directory: str, name: str, blocks, dtype, job: str) -> dict:
+    """`write_shard` from an iterable of (ids back to back, record lengths) blocks: memory bounded by a block."""
+    ids_path, idx_path = (os.path.join(directory, name + ext) for ext in (".ids", ".idx"))
+    records, tokens = 0, 0
+    with open(ids_path + ".tmp", "wb") as ids_file, open(idx_path + ".tmp", "wb") as idx_file:
+        np.zeros(1, "<i8").tofile(idx_file)
+        for ids, lengths in blocks:
+            np.asarray(ids).astype(np.dtype(dtype).newbyteorder("<")).tofile(ids_file)
+            (tokens + np.cumsum(lengths, dtype=np.int64)).astype("<i8").tofile(idx_file)
+            records, tokens = records + len(lengths), tokens + int(np.sum(lengths))
+        for f in (ids_file, idx_file):
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(ids_path + ".tmp", ids_path)  # a half-written shard never has its final name
+    os.replace(idx_path + ".tmp", idx_path)
+    receipt = {"name": name, "records": records, "tokens": tokens, "job": job,
                "ids_bytes": os.path.getsize(ids_path), "idx_bytes": os.path.getsize(idx_path),
                "ids_sha256": file_digest(ids_path), "idx_sha256": file_digest(idx_path)}
     _replace_atomically(os.path.join(directory, name + ".json"),
@@ -476,6 +485,7 @@ def prepare(config, out: str, num_shards: int = 16, workers: int = 0, max_eval_r
     _WORK.update(train=train_texts, eval=eval_texts, out=out, job=job, dtype=dtype, vocab_path=vocab_path,
                  vocab=vocab)
     workers = workers or min(os.cpu_count() or 1, len(tasks))
+    shards_start = time.perf_counter()
     receipts: dict[tuple[str, int], dict] = {}
     bar = None
     if progress:
@@ -501,25 +511,37 @@ def prepare(config, out: str, num_shards: int = 16, workers: int = 0, max_eval_r
         if bar is not None:
             bar.close()
         _WORK.clear()
-    splits = {}
-    for split, count in (("train", num_shards), ("eval", 1)):
-        shards = [{k: v for k, v in receipts[(split, i)].items() if k != "skipped"} for i in range(count)]
-        splits[split] = {"records": sum(s["records"] for s in shards), "tokens": sum(s["tokens"] for s in shards),
-                         "shards": shards}
-    corpus = hashlib.sha256(json.dumps([splits[s]["shards"] for s in splits], sort_keys=True).encode()).hexdigest()[:16]
-    manifest = {"format": FORMAT, "dtype": dtype, "job": job, "corpus": corpus,
-                "vocab": "vocab.model" if vocab_path == os.path.join(out, "vocab.model") else vocab_path,
-                "vocab_sha256": digest, "vocab_size": vocab.size, "malformed_rows_skipped": malformed,
-                "data": {k: data[k] for k in ("source", "files", "tasks", "replay_tasks", "replay_share",
-                                              "spoken_share", "num_examples", "eval_fraction")},
-                "splits": splits}
-    _replace_atomically(os.path.join(out, MANIFEST), lambda f: f.write(json.dumps(manifest, indent=1).encode()))
-    elapsed = time.perf_counter() - start
+    manifest = write_manifest(out, {"train": [receipts[("train", i)] for i in range(num_shards)],
+                                    "eval": [receipts[("eval", 0)]]}, dtype, job,
+                              "vocab.model" if vocab_path == os.path.join(out, "vocab.model") else vocab_path,
+                              digest, vocab.size,
+                              {"malformed_rows_skipped": malformed,
+                               "data": {k: data[k] for k in ("source", "files", "tasks", "replay_tasks", "replay_share",
+                                                             "spoken_share", "num_examples", "eval_fraction")}})
+    elapsed, shard_s = time.perf_counter() - start, time.perf_counter() - shards_start
     written = [r for r in receipts.values() if not r["skipped"]]
-    manifest["stats"] = {"seconds": round(elapsed, 2), "shards_written": len(written),
+    manifest["stats"] = {"seconds": round(elapsed, 2), "tokenise_seconds": round(shard_s, 2),
+                         "tokenise_tokens_per_s": round(sum(r["tokens"] for r in written) / max(shard_s, 1e-9)),
+                         "workers": workers, "shards_written": len(written),
                          "shards_skipped": len(receipts) - len(written),
                          "tokens_written": sum(r["tokens"] for r in written),
                          "tokens_per_s": round(sum(r["tokens"] for r in written) / max(elapsed, 1e-9))}
+    return manifest
+
+
+def write_manifest(out: str, shards_by_split: dict, dtype: str, job: str, vocab: str, vocab_digest: str,
+                   vocab_size: int, extra: dict) -> dict:
+    """manifest.json, written last: what marks the corpus finished."""
+    splits = {}
+    for split, receipts in shards_by_split.items():
+        shards = [{k: v for k, v in r.items() if k != "skipped"} for r in receipts]
+        splits[split] = {"records": sum(s["records"] for s in shards), "tokens": sum(s["tokens"] for s in shards),
+                         "shards": shards}
+    corpus = hashlib.sha256(json.dumps([splits[s]["shards"] for s in splits], sort_keys=True).encode()).hexdigest()[:16]
+    manifest = {"format": FORMAT, "dtype": dtype, "job": job, "corpus": corpus, "vocab": vocab,
+                "vocab_sha256": vocab_digest, "vocab_size": vocab_size, "malformed_rows_skipped": 0, **extra,
+                "splits": splits}
+    _replace_atomically(os.path.join(out, MANIFEST), lambda f: f.write(json.dumps(manifest, indent=1).encode()))
     return manifest
 
 
