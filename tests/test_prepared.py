@@ -238,3 +238,27 @@ def test_two_processes_sigkill_resume_is_bit_identical_and_one_process_continues
     assert "Resumed from checkpoint at step 4" in third.stdout
     assert "checkpoint was written with 2 readers; keeping them on 1 process(es)" in third.stdout
     np.testing.assert_allclose(_losses(run), losses, rtol=1e-6)
+
+
+def test_build_from_a_prepared_corpus_uses_its_vocabulary_and_eval_split(corpus, tmp_path):
+    from atm import config as atm_config
+    from atm.data import sources
+    from helpers import tiny_config
+
+    config = tiny_config(**{"data.source": "prepared", "data.prepared_dir": "", "data.whole_word_masking": True})
+    with pytest.raises(ValueError, match="needs config.data.prepared_dir"):
+        atm_config.validate(config)
+    config.data.prepared_dir = corpus
+    vocab, train, evaluation, stats = sources.build(config, str(tmp_path / "run"))
+    assert open(tmp_path / "run" / "vocab.model", "rb").read() == open(os.path.join(corpus, "vocab.model"), "rb").read()
+    assert stats == {"data_rows": 2000, "data_malformed_rows": 0}
+    assert len(evaluation.examples) == 40 and train.readers == 1
+    batch = train.batch(0)
+    assert batch["input_ids"].shape == (16, 32) and batch["word_ids"].max() > 0
+    config.data.vocab = str(tmp_path / "run" / "vocab.model")  # the same model elsewhere is accepted
+    sources.build(config, str(tmp_path / "run"))
+    other = tmp_path / "other.model"
+    other.write_bytes(b"not this vocabulary")
+    config.data.vocab = str(other)
+    with pytest.raises(ValueError, match="is not the vocabulary .* was prepared with"):
+        sources.build(config, str(tmp_path / "run2"))
