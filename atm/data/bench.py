@@ -106,7 +106,6 @@ def generate_corpus(out: str, gigabytes: float, num_shards: int = 16, seed: int 
 def measure_prepared(directory: str, steps: int, seq_len: int, batch_size: int) -> dict:
     """Run in a fresh process (for its peak RSS): one host, one reader, the tiny config's batch shape.
     The first batch starts deep into epoch 0 (a resume): it sizes the epoch from the offsets."""
-    import resource
     import types
 
     from atm.data import prepared
@@ -126,7 +125,14 @@ def measure_prepared(directory: str, steps: int, seq_len: int, batch_size: int) 
     return {"records": data.streams[0].records, "epoch_rows": epoch_rows, "resume_first_batch_s": round(resume_s, 2),
             "rows_per_s": round(steps * batch_size / elapsed), "tokens_per_s": round(steps * batch_size * seq_len / elapsed),
             "real_tokens_per_s": round(real / elapsed),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mib": peak_rss_mib()}
+
+
+def peak_rss_mib() -> float:
+    """This process image's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over fork and exec
+    from the parent, which here has just generated a corpus."""
+    with open("/proc/self/status") as f:
+        return next(round(int(line.split()[1]) / 1024, 1) for line in f if line.startswith("VmHWM:"))
 
 
 def bench_prepared(sizes_gb=(0.25, 2.0), out: str = "", steps: int = 200, config_path: str = "configs/tiny_mlm.py",

@@ -367,6 +367,9 @@ class PreparedBatcher(StreamPosition):
         self.readers = readers
         per_process = readers // self.process_count
         self.my_readers = list(range(self.process_index * per_process, (self.process_index + 1) * per_process))
+        for stream in getattr(self, "streams", []):  # a layout taken over from a checkpoint replaces these
+            for shard in stream.shards:
+                shard.close()
         self.streams = []
         self.malformed_records = 0
         for r in self.my_readers:
