@@ -202,6 +202,12 @@ def _losses(workdir):
         return np.array([json.loads(line)["loss"] for line in f])
 
 
+def _why(done) -> str:
+    """The lines of a failed launch that say why (fatal errors, exceptions), not its last 3000 characters."""
+    lines = (done.stdout + done.stderr).splitlines()
+    return "\n".join(x for x in lines if any(k in x for k in ("Error", "F0000", "] F1", "Traceback", "exited")))[-4000:]
+
+
 def _two_processes(workdir, corpus, *extra):
     env = dict(os.environ, PYTHON=sys.executable, ATM_LOCAL_DEVICES="4")
     return subprocess.run(["bash", "launch/local.sh", "2", "--", *ARGS, f"--config.data.prepared_dir={corpus}",
@@ -223,18 +229,18 @@ def test_two_processes_sigkill_resume_is_bit_identical_and_one_process_continues
     uninterrupted run's losses (to float reduction order, 1e-6)."""
     reference = tmp_path / "reference"
     done = _two_processes(reference, corpus)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert done.returncode == 0, _why(done)
     losses = _losses(reference)
     assert len(losses) == 6 and losses[-1] < losses[0]
 
     run = tmp_path / "killed"
     first = _two_processes(run, corpus, "--config.train.kill_at_step=2")
-    assert first.returncode != 0 and "exited with code 137" in first.stderr, first.stderr[-3000:]
+    assert first.returncode != 0 and "exited with code 137" in first.stderr, _why(first)
     second = _two_processes(run, corpus, "--config.train.kill_at_step=4")
-    assert "[p0] Resumed from checkpoint at step 2" in second.stdout, second.stdout[-2000:] + second.stderr[-3000:]
+    assert "[p0] Resumed from checkpoint at step 2" in second.stdout, _why(second)
     np.testing.assert_array_equal(_losses(run), losses[:4])
     third = _one_process(run, corpus)
-    assert third.returncode == 0, third.stderr[-3000:]
+    assert third.returncode == 0, _why(third)
     assert "Resumed from checkpoint at step 4" in third.stdout
     assert "checkpoint was written with 2 readers; keeping them on 1 process(es)" in third.stdout
     np.testing.assert_allclose(_losses(run), losses, rtol=1e-6)
