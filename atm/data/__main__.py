@@ -14,6 +14,15 @@
         for `python -m atm.data.vocab`
     python -m atm.data bench TASK [--config=configs/tiny_mlm.py]
         the input pipeline's rows/s against the rows/s the tiny model's training step consumes
+    python -m atm.data prepare --config=configs/X.py --out=DIR [--num_shards=16] [--workers=N] [--config.a.b=v]
+        tokenise the config's training text once (rates, replay, spoken share applied) into shards of
+        token ids + an index (atm/data/prepared.py), in parallel, with a progress bar; a rerun skips
+        finished shards. Train from it with --config.data.source=prepared --config.data.prepared_dir=DIR
+    python -m atm.data verify DIR
+        re-hash every shard of a prepared corpus against its manifest
+    python -m atm.data bench prepared [--sizes_gb=0.25,2] [--out=DIR]
+        a generated corpus of token ids at each size: tokens/s read, packed and delivered per host,
+        peak RSS, and the prepare throughput on configs/tiny_mlm.py's text
 
 The data directory is --data_dir, else $ATM_DATA_DIR, else ../shared/data beside the repository.
 """
@@ -138,7 +147,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--config", required=True)
     export.add_argument("--out", required=True)
     export.add_argument("--data_dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    prepare = commands.add_parser("prepare", help="tokenise a config's text into shards of token ids")
+    prepare.add_argument("--config", required=True, help="configs/X.py[:arg]; --config.a.b=v overrides follow")
+    prepare.add_argument("--out", required=True)
+    prepare.add_argument("--num_shards", type=int, default=16)
+    prepare.add_argument("--workers", type=int, default=0, help="processes; default: min(CPUs, shards)")
+    prepare.add_argument("--max_eval_rows", type=int, default=10000)
+    prepare.add_argument("--data_dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    verify = commands.add_parser("verify", help="re-hash a prepared corpus against its manifest")
+    verify.add_argument("directory")
+    bench.add_argument("--sizes_gb", default="0.25,2", help="bench prepared: corpus sizes in GB of token ids")
+    bench.add_argument("--out", default="", help="bench prepared: where to generate (deleted after)")
+    bench.add_argument("--steps", type=int, default=200, help="bench prepared: batches timed per size")
+    args, rest = parser.parse_known_args(argv)
+    overrides = [a for a in rest if a.startswith("--config.")]
+    if len(overrides) != len(rest) or (overrides and args.command != "prepare"):
+        parser.error(f"unrecognized arguments: {' '.join(a for a in rest if a not in overrides or args.command != 'prepare')}")
     root = tasks.data_dir(args.data_dir)
     args.data_dir = root
     try:
@@ -150,6 +174,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             from atm.data import bench
             return bench.main(args)
+        if args.command == "prepare":
+            from atm.data import prepared
+            from atm.data.export import load_config
+            config = load_config(args.config, overrides)
+            manifest = prepared.prepare(config, args.out, args.num_shards, args.workers, args.max_eval_rows)
+            train = manifest["splits"]["train"]
+            print(json.dumps({"out": args.out, "records": train["records"], "tokens": train["tokens"],
+                              "shards": len(train["shards"]), **manifest["stats"]}))
+            return 0
+        if args.command == "verify":
+            from atm.data import prepared
+            problems = prepared.verify(args.directory)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            print(f"{args.directory}: " + (f"{len(problems)} problem(s)" if problems else "intact"))
+            return 1 if problems else 0
         return _show(args)
     except (FileNotFoundError, KeyError, ValueError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)

@@ -13,13 +13,39 @@ import importlib.util
 import os
 
 
-def load_config(path: str):
+def load_config(path: str, overrides=()):
+    """`configs/X.py[:arg]` with `--config.a.b=v` overrides (typed as the value they replace), validated."""
+    from atm import config as atm_config
+
+    path, _, arg = path.partition(":")
     spec = importlib.util.spec_from_file_location("atm_user_config", path)
     if spec is None or not os.path.exists(path):
         raise FileNotFoundError(f"--config: {path} does not exist")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    config = module.get_config(arg) if arg else module.get_config()
+    for item in overrides:
+        key, eq, text = item.removeprefix("--config.").partition("=")
+        node, *parents = config, *key.split(".")[:-1]
+        for part in parents:
+            node = node[part] if part in node else None
+            if node is None:
+                break
+        leaf = key.split(".")[-1]
+        if not eq or node is None or leaf not in node:
+            raise ValueError(f"--config.{key}: not a config key (or no =value)")
+        old = node[leaf]
+        if isinstance(old, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--config.{key}={text}: expected true or false")
+            node[leaf] = text.lower() in ("true", "1")
+        else:
+            try:
+                node[leaf] = type(old)(text) if isinstance(old, (int, float)) else text
+            except ValueError:
+                raise ValueError(f"--config.{key}={text}: expected a {type(old).__name__}") from None
+    atm_config.validate(config)
+    return config
 
 
 def export(config, out: str) -> int:

@@ -29,6 +29,51 @@ def stream_fingerprint(settings: list, token_arrays) -> str:
     return h.hexdigest()[:16]
 
 
+def greedy_rows(lengths: np.ndarray, seq_len: int, pack: bool) -> list[list[int]]:
+    """Group examples, taken in the given order, into rows: greedily while they fit in `seq_len`
+    (`lengths` include [CLS]/[SEP] and are already cut to seq_len), or one per row without packing.
+    Returns the examples' positions in `lengths`, row by row: deterministic and cheap."""
+    if not pack:
+        return [[j] for j in range(len(lengths))]
+    rows, current, used = [], [], 0
+    for j, n in enumerate(lengths.tolist()):
+        if used + n > seq_len and current:
+            rows.append(current)
+            current, used = [], 0
+        current.append(j)
+        used += n
+    if current:
+        rows.append(current)
+    return rows
+
+
+def pack_row(examples: Sequence[Example], seq_len: int, cls_id: int, sep_id: int, pad_id: int,
+             word_starts: Sequence[np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """One row holding `examples` as `[CLS] tokens [SEP]` segments 1, 2, ... (each cut to seq_len);
+    with `word_starts` (per example, bool per token) also `word_ids`: 1, 2, ... per word across the
+    row, 0 for special tokens and padding."""
+    row = {"input_ids": np.full(seq_len, pad_id, np.int32),
+           "segment_ids": np.zeros(seq_len, np.int32),
+           "positions": np.zeros(seq_len, np.int32)}
+    if word_starts is not None:
+        row["word_ids"] = np.zeros(seq_len, np.int32)
+        words_so_far = 0
+    used = 0
+    for segment, tokens in enumerate(examples, start=1):
+        n = min(len(tokens) + 2, seq_len)
+        row["input_ids"][used:used + n] = np.concatenate([[cls_id], tokens[:n - 2], [sep_id]])
+        row["segment_ids"][used:used + n] = segment
+        row["positions"][used:used + n] = np.arange(n)
+        if word_starts is not None and n > 2:
+            starts = np.asarray(word_starts[segment - 1][:n - 2], bool).copy()
+            starts[0] = True  # a piece without "▁" at the start still begins a word
+            word_ids = words_so_far + np.cumsum(starts)
+            row["word_ids"][used + 1:used + n - 1] = word_ids
+            words_so_far = int(word_ids[-1])
+        used += n
+    return row
+
+
 class StreamPosition:
     """The data position saved in checkpoints: the next step, valid only for the same stream."""
 
@@ -74,18 +119,7 @@ class Batcher(StreamPosition):
         if self._cached_epoch[0] == epoch:
             return self._cached_epoch[1]
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.examples))
-        if not self.pack:
-            rows = [[int(i)] for i in order]
-        else:  # greedy packing in shuffled order: deterministic and cheap
-            rows, current, used = [], [], 0
-            for i in order:
-                n = int(self._lengths[i])
-                if used + n > self.seq_len and current:
-                    rows.append(current)
-                    current, used = [], 0
-                current.append(int(i))
-                used += n
-            rows.append(current)
+        rows = [[int(order[j]) for j in row] for row in greedy_rows(self._lengths[order], self.seq_len, self.pack)]
         self._cached_epoch = (epoch, rows)
         return rows
 
@@ -97,27 +131,8 @@ class Batcher(StreamPosition):
         return epoch, global_row - self._epoch_starts[epoch]
 
     def _row(self, members: list[int]) -> dict[str, np.ndarray]:
-        row = {"input_ids": np.full(self.seq_len, self.pad_id, np.int32),
-               "segment_ids": np.zeros(self.seq_len, np.int32),
-               "positions": np.zeros(self.seq_len, np.int32)}
-        if self.word_starts is not None:
-            # word_ids: 1, 2, ... per word across the row; 0 for special tokens and padding.
-            row["word_ids"] = np.zeros(self.seq_len, np.int32)
-            words_so_far = 0
-        used = 0
-        for segment, i in enumerate(members, start=1):
-            n = int(self._lengths[i])
-            row["input_ids"][used:used + n] = np.concatenate([[self.cls_id], self.examples[i][:n - 2], [self.sep_id]])
-            row["segment_ids"][used:used + n] = segment
-            row["positions"][used:used + n] = np.arange(n)
-            if self.word_starts is not None and n > 2:
-                starts = np.asarray(self.word_starts[i][:n - 2], bool).copy()
-                starts[0] = True  # a piece without "▁" at the start still begins a word
-                word_ids = words_so_far + np.cumsum(starts)
-                row["word_ids"][used + 1:used + n - 1] = word_ids
-                words_so_far = int(word_ids[-1])
-            used += n
-        return row
+        return pack_row([self.examples[i] for i in members], self.seq_len, self.cls_id, self.sep_id, self.pad_id,
+                        None if self.word_starts is None else [self.word_starts[i] for i in members])
 
     # --- the public interface -----------------------------------------------------------
     @property

@@ -8,6 +8,9 @@ Sources (`config.data.source`):
               rates (temperature sampling, alpha in atm/data/tasks.py). `config.data.replay_tasks`
               with `replay_share` mixes stage-1 text into stage 2 (`with_replay`). The MLM text of a row is
               its text, the premise of an NLI pair, or the (deduplicated) context of a QA row.
+  prepared    a corpus tokenised once by `python -m atm.data prepare` (`config.data.prepared_dir`):
+              each host streams its own shards, memory bounded by a shuffle window (atm/data/prepared.py);
+              rates, replay and spoken share were applied when it was prepared
 `config.data.spoken_share` turns that share of the stream into ATM's spoken form.
 When `config.data.vocab` is empty a SentencePiece model is trained on the training text
 into the workdir.
@@ -145,7 +148,9 @@ def load_texts(data_config) -> tuple[Texts, int]:
             raise FileNotFoundError(f"data directory {root} does not exist (config.data.data_dir or ATM_DATA_DIR)")
         spec = with_replay(data_config.tasks, data_config.replay_tasks, data_config.replay_share)
         return mixed_task_texts(spec, root, data_config.num_examples, 1234, data_config.skip_malformed)
-    raise ValueError(f"config.data.source={data_config.source!r}: use 'synthetic', 'text_files' or 'tasks'")
+    if data_config.source == "prepared":
+        raise ValueError("config.data.source='prepared' holds token ids, not text (use the config it was prepared from)")
+    raise ValueError(f"config.data.source={data_config.source!r}: use 'synthetic', 'text_files', 'tasks' or 'prepared'")
 
 
 def apply_spoken_share(texts: Texts, share: float) -> list[str]:
@@ -191,9 +196,48 @@ def load_vocab(data_config, workdir: str, train_texts: list[str]):
     return SentencePieceVocabulary(prefix + ".model")
 
 
+def build_prepared(config, workdir: str):
+    """`build` for config.data.source='prepared': the corpus's own vocabulary (copied into the workdir),
+    a `prepared.PreparedBatcher` over this process's shards, the eval split in memory."""
+    import ml_collections
+
+    from atm.data import prepared
+
+    data = config.data
+    manifest = prepared.read_manifest(data.prepared_dir)
+    corpus_vocab = prepared.vocabulary_path(data.prepared_dir, manifest)
+    if data.vocab and os.path.abspath(data.vocab) != os.path.abspath(corpus_vocab) and (
+            not os.path.isfile(data.vocab) or prepared.file_digest(data.vocab) != manifest["vocab_sha256"]):
+        raise ValueError(f"config.data.vocab={data.vocab!r} is not the vocabulary {data.prepared_dir} was prepared "
+                         f"with ({corpus_vocab}); leave config.data.vocab empty to use that one")
+    with_vocab = ml_collections.ConfigDict(data.to_dict())
+    with_vocab.vocab = corpus_vocab
+    vocab = load_vocab(with_vocab, workdir, [])
+    train = prepared.PreparedBatcher(data.prepared_dir, data.seq_len, config.train.batch_size, config.seed, data.pack,
+                                     vocab, data.readers, data.shuffle_window, jax.process_index(),
+                                     jax.process_count(), data.whole_word_masking, data.skip_malformed)
+    eval_examples, eval_skipped = prepared.read_split(data.prepared_dir, manifest, "eval", vocab.size,
+                                                      data.skip_malformed)
+    evaluation = None
+    if eval_examples:
+        starts = vocab.word_start_table() if data.whole_word_masking else None
+        evaluation = Batcher(eval_examples, data.seq_len, config.train.batch_size, 0, data.pack, vocab.cls_id,
+                             vocab.sep_id, vocab.pad_id, jax.process_index(), jax.process_count(),
+                             word_starts=None if starts is None else [starts[e] for e in eval_examples])
+    malformed = train.malformed_records + eval_skipped
+    if malformed:
+        print(f"WARNING: data: skipped {malformed} records of malformed shards (config.data.skip_malformed=True)",
+              flush=True)
+    stats = {"data_rows": manifest["splits"]["train"]["records"] + manifest["splits"]["eval"]["records"],
+             "data_malformed_rows": manifest["malformed_rows_skipped"] + malformed}
+    return vocab, train, evaluation, stats
+
+
 def build(config, workdir: str):
     """(vocab, train Batcher, eval Batcher or None, data stats) for this process."""
     data = config.data
+    if data.source == "prepared":
+        return build_prepared(config, workdir)
     rows, malformed = load_texts(data)
     if malformed:
         logging.warning("data: skipped %d malformed rows (config.data.skip_malformed=True)", malformed)
