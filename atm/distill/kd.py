@@ -91,11 +91,11 @@ def weighted_teacher_logits(teachers_TxV: jax.Array, gold_x: jax.Array, wrong_we
     (over the present classes) is `gold_x`; right ones share Ŵ = (M − n_wrong·W)/n_right, wrong ones W."""
     z = teachers_TxV.astype(jnp.float32)
     masked = z if present_xV is None else jnp.where(present_xV, z, ABSENT)
-    right_Tx = (jnp.argmax(masked, -1) == gold_x).astype(jnp.float32)
+    right_Tx = (jnp.argmax(masked, -1) == gold_x[None]).astype(jnp.float32)
     m = float(teachers_TxV.shape[0])
     n_right_x = right_Tx.sum(0)
     right_weight_x = (m - (m - n_right_x) * wrong_weight) / jnp.maximum(n_right_x, 1.0)
-    w_Tx = jnp.where(right_Tx > 0, right_weight_x, wrong_weight)
+    w_Tx = jnp.where(right_Tx > 0, right_weight_x[None], wrong_weight)
     return jnp.einsum("t...,t...v->...v", w_Tx, z) / m, n_right_x > 0
 
 
@@ -112,7 +112,7 @@ def confidence_target(teachers_TxV: jax.Array, gold_x: jax.Array, temperature: f
     """Σ_t w_t·σ(z_t/τ) with w_t ∝ σ(z_t)_gold (each teacher's probability of the gold class at τ = 1)."""
     gold_prob_Tx = jax.vmap(lambda t: jnp.take_along_axis(
         teacher_distribution(t, 1.0, present_xV), gold_x[..., None], -1)[..., 0])(teachers_TxV)
-    w_Tx = gold_prob_Tx / jnp.maximum(gold_prob_Tx.sum(0), 1e-30)
+    w_Tx = gold_prob_Tx / jnp.maximum(gold_prob_Tx.sum(0, keepdims=True), 1e-30)
     probs_TxV = jax.vmap(lambda t: teacher_distribution(t, temperature, present_xV))(teachers_TxV)
     return jnp.einsum("t...,t...v->...v", w_Tx, probs_TxV)
 
