@@ -239,7 +239,7 @@ def run_cli(setup, workdir, *extra, steps=8):
            "--config.data.seq_len=24", "--config.model.max_positions=64", "--config.train.batch_size=8",
            f"--config.train.steps={steps}", "--config.train.log_every=1", "--config.train.eval_every=8",
            "--config.checkpoint.every=4", "--config.optimizer.warmup_steps=2", "--config.finetune.squad_version=1",
-           *extra]
+           "--config.seed=1", *extra]  # seed 1 draws fb, fb, fa, fc | fa, fb, fc, fa: switches across the kill
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -315,3 +315,21 @@ def test_bad_input_names_the_key_before_anything_compiles(setup, tmp_path):
         build(**{"kd.combine": "best"})
     with pytest.raises(ValueError, match=r"config.multitask.sampling='random'"):
         build(**{"multitask.sampling": "random"})
+
+
+def test_fine_tuning_takes_several_teachers_with_every_combine_mode(setup, tmp_path):
+    """finetune.teacher=RUN1,RUN2: at kd.alpha=1 the loss is the KD alone, and the modes give different targets."""
+    figures = {}
+    for combine in ("mean_probs", "weighted", "confidence"):
+        config = finetune_config(setup["a"], **{
+            "data.vocab": setup["vocab"], "finetune.teacher": ",".join(setup["teachers"]), "kd.alpha": 1.0,
+            "kd.combine": combine, "kd.temperature": 3.0, "model.hidden_size": 32, "model.ffn_size": 64,
+            "model.vocab_size": 200, "model.num_layers": 1})
+        built = train.build(config, str(tmp_path / combine), devices=jax.devices()[:1])
+        state = built.trainer.init_state()
+        out = jax.device_get(built.trainer.eval_outputs(state.params, built.trainer.global_batch(
+            built.eval_data.batch(0))))
+        assert {"kd_loss_teacher0", "kd_loss_teacher1"} <= set(out)
+        np.testing.assert_allclose(out["loss"], out["kd_loss"], rtol=1e-5)
+        figures[combine] = float(out["kd_loss"])
+    assert len({round(v, 6) for v in figures.values()}) == 3, figures
