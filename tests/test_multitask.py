@@ -318,18 +318,28 @@ def test_bad_input_names_the_key_before_anything_compiles(setup, tmp_path):
 
 
 def test_fine_tuning_takes_several_teachers_with_every_combine_mode(setup, tmp_path):
-    """finetune.teacher=RUN1,RUN2: at kd.alpha=1 the loss is the KD alone, and the modes give different targets."""
+    """finetune.teacher=RUN1,RUN2 with kd.combine=weighted: at kd.alpha=1 the jitted eval loss is the KD alone and
+    equals head_losses on the same logits; the other modes, on the same logits, give different targets."""
+    from atm.objectives.finetune import head_losses
+
+    config = finetune_config(setup["a"], **{
+        "data.vocab": setup["vocab"], "finetune.teacher": ",".join(setup["teachers"]), "kd.alpha": 1.0,
+        "kd.combine": "weighted", "kd.temperature": 3.0, "model.hidden_size": 32, "model.ffn_size": 64,
+        "model.vocab_size": 200, "model.num_layers": 1})
+    built = train.build(config, str(tmp_path / "ft"), devices=jax.devices()[:1])
+    objective, trainer = built.objective, built.trainer
+    state = trainer.init_state()
+    batch = trainer.global_batch(built.eval_data.batch(0))
+    out = jax.device_get(trainer.eval_outputs(state.params, batch))
+    assert {"kd_loss_teacher0", "kd_loss_teacher1"} <= set(out)
+    np.testing.assert_allclose(out["loss"], out["kd_loss"], rtol=1e-5)
+    logits = objective.student_logits(state.params, batch, None, False)
+    teachers = objective.teacher_logits(trainer.frozen, batch)
     figures = {}
-    for combine in ("mean_probs", "weighted", "confidence"):
-        config = finetune_config(setup["a"], **{
-            "data.vocab": setup["vocab"], "finetune.teacher": ",".join(setup["teachers"]), "kd.alpha": 1.0,
-            "kd.combine": combine, "kd.temperature": 3.0, "model.hidden_size": 32, "model.ffn_size": 64,
-            "model.vocab_size": 200, "model.num_layers": 1})
-        built = train.build(config, str(tmp_path / combine), devices=jax.devices()[:1])
-        state = built.trainer.init_state()
-        out = jax.device_get(built.trainer.eval_outputs(state.params, built.trainer.global_batch(
-            built.eval_data.batch(0))))
-        assert {"kd_loss_teacher0", "kd_loss_teacher1"} <= set(out)
-        np.testing.assert_allclose(out["loss"], out["kd_loss"], rtol=1e-5)
-        figures[combine] = float(out["kd_loss"])
-    assert len({round(v, 6) for v in figures.values()}) == 3, figures
+    for combine in ("mean_probs", "mean_logits", "weighted", "confidence"):
+        kd_config = config.kd.copy_and_resolve_references()
+        kd_config.combine = combine
+        _, sums = head_losses(objective.heads, logits, batch, 1.0, kd_config, teachers, objective.teachers.names)
+        figures[combine] = float(sums["kd_loss"])
+    np.testing.assert_allclose(figures["weighted"], out["kd_loss"], rtol=1e-4)
+    assert len({round(v, 6) for v in figures.values()}) == 4, figures
