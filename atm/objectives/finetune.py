@@ -193,6 +193,7 @@ class FineTune(Objective):
     def value_ranges():
         return {"finetune.token_loss_weight": atm_config.NON_NEGATIVE, "finetune.token_query_slots": atm_config.NON_NEGATIVE,
                 "finetune.train_fraction": atm_config.SHARE, "kd.alpha": atm_config.UNIT,
+                "kd.wrong_weight": atm_config.UNIT,
                 "kd.temperature": atm_config.POSITIVE, "finetune.doc_stride": atm_config.AT_LEAST_1,
                 "finetune.max_query_tokens": atm_config.AT_LEAST_1, "finetune.max_answer_tokens": atm_config.AT_LEAST_1,
                 "finetune.holdout_fraction": ("in (0, 1)", lambda v: 0 < v < 1),
