@@ -1,9 +1,13 @@
-"""Evaluate a trained fine-tuning run on any split of any compatible task, or of many.
+"""Evaluate a trained fine-tuning or multi-task run on any split of any compatible task, or of many.
 
     python -m atm.evaluate --workdir=DIR --task=massive_de_de --split=test   # zero-shot from an en-US run
     python -m atm.evaluate --workdir=DIR --split=test                        # the run's own task
     python -m atm.evaluate --workdir=DIR --task=xnli --split=validation      # a mixture: one row per language
     python -m atm.evaluate --workdir=DIR --task=massive_en_us,massive_de_de,massive_sw_ke
+
+A multi-task run (objective multitask) scores each task with its own head; without --task, every
+task it trained on; a task outside its list goes through the head of the same kind and labels
+(XNLI: every language through the xnli_en head).
 
 Restores DIR's latest checkpoint once with DIR's resolved config (config.json) and vocabulary,
 runs one ordered pass over each task's split and prints a table (one row per task, i.e. per
@@ -48,9 +52,12 @@ def _load_config(workdir: str):
     # Over today's defaults, so a run saved before a config key existed still evaluates.
     config = atm_config.default_config(saved.get("objective", "mlm"))
     config.update(saved)
-    if config.objective != "finetune":
-        raise ValueError(f"--workdir={workdir} is a {config.objective!r} run; atm.evaluate evaluates finetune runs")
+    if config.objective not in ("finetune", "multitask"):
+        raise ValueError(f"--workdir={workdir} is a {config.objective!r} run; atm.evaluate evaluates finetune and "
+                         f"multitask runs")
     config.finetune.teacher = ""  # scoring a run needs no distillation teacher
+    if config.objective == "multitask":
+        config.multitask.teachers = ""
     # Other tasks' rows may have more words than the run's token_query_slots; every position gives the
     # same logits at the labelled tokens (tests/test_narrow.py), so scoring does not need the slots.
     config.finetune.token_query_slots = 0
@@ -75,6 +82,19 @@ def evaluate_run(workdir: str, task: str = "", split: str = "test", bio_folder: 
     step, state, _ = restored
 
     targets = [("bio_folder", bio_folder)] if bio_folder else [("task", t) for t in expand_tasks(task)]
+    if config.objective == "multitask":  # each task through the head of its kind and labels
+        rows = []
+        for _, target in targets or [("task", t) for t in objective.task_names]:
+            eval_data = objective.task_eval_data(target, split)
+            name, _, batcher = eval_data.parts[0]
+            figures = train.evaluate(trainer, state.params, eval_data, -1)
+            rows.append({"workdir": workdir, "step": step, "task": name, "split": split,
+                         "rows": len(batcher.split.questions or batcher.split.examples),
+                         **{k.removeprefix(f"eval_{name}_"): v for k, v in figures.items()
+                            if k.startswith(f"eval_{name}_")}})
+            with open(os.path.join(workdir, f"eval_{name}_{split}.json"), "w") as f:
+                json.dump(rows[-1], f, indent=2)
+        return {"rows": rows, "mean": _write_mean(rows, task, workdir, split)}
     rows = []
     for key, target in targets or [(None, None)]:
         task_config = config.copy_and_resolve_references()
@@ -95,27 +115,34 @@ def evaluate_run(workdir: str, task: str = "", split: str = "test", bio_folder: 
         with open(os.path.join(workdir, f"eval_{name}_{split}.json"), "w") as f:
             json.dump(row, f, indent=2)
         rows.append(row)
-    mean = None
-    if len(rows) > 1:
-        metrics = [k for k, v in rows[0].items() if isinstance(v, float)]
-        mean = {k: sum(r[k] for r in rows) / len(rows) for k in metrics}
-        label = task.replace(",", "+") if len(task) < 60 else f"{len(rows)}_tasks"
-        with open(os.path.join(workdir, f"eval_{label}_{split}.json"), "w") as f:
-            json.dump({"rows": rows, "mean": mean}, f, indent=2)
-    return {"rows": rows, "mean": mean}
+    return {"rows": rows, "mean": _write_mean(rows, task, workdir, split)}
+
+
+def _write_mean(rows: list[dict], task: str, workdir: str, split: str) -> dict | None:
+    """The mean over several rows of the metrics they all have, written beside them; None for one row."""
+    if len(rows) <= 1:
+        return None
+    metrics = [k for k, v in rows[0].items() if isinstance(v, float) and all(k in r for r in rows)]
+    mean = {k: sum(r[k] for r in rows) / len(rows) for k in metrics}
+    label = task.replace(",", "+") if task and len(task) < 60 else f"{len(rows)}_tasks"
+    with open(os.path.join(workdir, f"eval_{label}_{split}.json"), "w") as f:
+        json.dump({"rows": rows, "mean": mean}, f, indent=2)
+    return mean
 
 
 def format_table(result: dict) -> str:
     """Markdown: one row per task, metrics in percent (loss as is), the mean last."""
     rows = result["rows"]
-    metrics = [k for k, v in rows[0].items() if isinstance(v, float)]
+    metrics = list(dict.fromkeys(k for r in rows for k, v in r.items() if isinstance(v, float)))
 
-    def cell(key, value):
-        return f"{value:.4f}" if key == "loss" else f"{100 * value:.1f}"
+    def cell(key, values):
+        if key not in values:
+            return ""
+        return f"{values[key]:.4f}" if key == "loss" else f"{100 * values[key]:.1f}"
     lines = ["| task | rows | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 2) + "|"]
-    lines += [f"| {r['task']} | {r['rows']} | " + " | ".join(cell(k, r[k]) for k in metrics) + " |" for r in rows]
+    lines += [f"| {r['task']} | {r['rows']} | " + " | ".join(cell(k, r) for k in metrics) + " |" for r in rows]
     if result["mean"]:
-        lines.append(f"| mean | | " + " | ".join(cell(k, result["mean"][k]) for k in metrics) + " |")
+        lines.append(f"| mean | | " + " | ".join(cell(k, result["mean"]) for k in metrics) + " |")
     return "\n".join(lines)
 
 

@@ -76,6 +76,19 @@ def _raw_rows(finetune_config, split: str, data_dir: str | None, skip_malformed:
     return raws, tasks.label_inventory(task, data_dir, skip_malformed), spec.kind, task
 
 
+def label_names(finetune_config, data_dir: str | None, skip_malformed: bool = False) -> dict[str, tuple[str, ...]]:
+    """The label inventory of `finetune_config`'s task or BIO folder, without tokenizing any row."""
+    if finetune_config.get("bio_folder"):
+        return _bio_folder_labels(finetune_config.bio_folder)
+    return tasks.label_inventory(finetune_config.task, data_dir, skip_malformed)
+
+
+def task_description(finetune_config) -> str:
+    """'task sst2' or 'BIO folder /x/y': what a fine-tuning config trains on, for errors."""
+    folder = finetune_config.get("bio_folder")
+    return f"BIO folder {folder}" if folder else f"task {finetune_config.get('task')}"
+
+
 def in_holdout(index: int, fraction: float, seed: int) -> bool:
     """The documented, seeded rule for tasks with one labelled split (XNLI dev, TyDi QA GoldP train):
     "train" is the rest of that split, any other split the held-out part. Row `index` is held out

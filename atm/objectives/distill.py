@@ -93,6 +93,7 @@ class Distill(MaskedLM):
     @staticmethod
     def value_ranges():
         return {**MaskedLM.value_ranges(), "kd.alpha": atm_config.UNIT, "kd.temperature": atm_config.POSITIVE,
+                "kd.wrong_weight": atm_config.UNIT,
                 "distill.hidden_weight": atm_config.NON_NEGATIVE}
 
     @classmethod

@@ -75,15 +75,16 @@ def gold_loss_per_example(kind: str, logits, batch):
 
 def kd_loss_per_example(kind: str, logits, teachers_T, batch, kd):
     """KD against the teachers' logits (stacked on a leading axis), per example, shaped like the CE."""
-    def kd_of(student, teachers, present=None):
-        return kd_lib.multi_teacher_kd(student, teachers, kd.loss, kd.temperature, kd.combine, present)
+    def kd_of(student, teachers, gold, present=None):  # gold: for kd.combine=weighted | confidence
+        return kd_lib.multi_teacher_kd(student, teachers, kd.loss, kd.temperature, kd.combine, present, gold,
+                                       kd.wrong_weight)
     if kind == "sequence":
-        return kd_of(logits, teachers_T)
-    if kind == "span":  # the teachers' distributions cover the window's real positions only
+        return kd_of(logits, teachers_T, batch["label"])
+    if kind == "span":  # the teachers' distributions cover the window's real positions only; start, end apart
         real_BxL = batch["segment_ids"] > 0
-        return 0.5 * (kd_of(logits[..., 0], teachers_T[..., 0], real_BxL)
-                      + kd_of(logits[..., 1], teachers_T[..., 1], real_BxL))
-    return _token_mean(kd_of(logits, teachers_T), batch["token_labels"] != IGNORE)
+        return 0.5 * (kd_of(logits[..., 0], teachers_T[..., 0], batch["start_position"], real_BxL)
+                      + kd_of(logits[..., 1], teachers_T[..., 1], batch["end_position"], real_BxL))
+    return _token_mean(kd_of(logits, teachers_T, batch["token_labels"]), batch["token_labels"] != IGNORE)
 
 
 def head_losses(heads, logits: dict, batch: dict, token_loss_weight: float = 1.0, kd=None,
@@ -192,6 +193,7 @@ class FineTune(Objective):
     def value_ranges():
         return {"finetune.token_loss_weight": atm_config.NON_NEGATIVE, "finetune.token_query_slots": atm_config.NON_NEGATIVE,
                 "finetune.train_fraction": atm_config.SHARE, "kd.alpha": atm_config.UNIT,
+                "kd.wrong_weight": atm_config.UNIT,
                 "kd.temperature": atm_config.POSITIVE, "finetune.doc_stride": atm_config.AT_LEAST_1,
                 "finetune.max_query_tokens": atm_config.AT_LEAST_1, "finetune.max_answer_tokens": atm_config.AT_LEAST_1,
                 "finetune.holdout_fraction": ("in (0, 1)", lambda v: 0 < v < 1),
@@ -223,8 +225,10 @@ class FineTune(Objective):
         self.eval_model = EncoderWithHeads(self.model_cfg, self.heads, deterministic=True)
         self.teachers = self._load_teachers(config) if config.finetune.teacher else None
 
+    teacher_key = "config.finetune.teacher"  # the key errors about the teachers name (multi-task: its own)
+
     def _load_teachers(self, config) -> teacher_lib.Teachers:
-        key = "config.finetune.teacher"
+        key = self.teacher_key
         ids = jnp.zeros((1, self.seq_len), jnp.int32)
         teachers = teacher_lib.Teachers(
             config.finetune.teacher, key, ("finetune",), self.model_cfg.dtype,
@@ -243,6 +247,14 @@ class FineTune(Objective):
                 if kernel[-1] != num_classes:
                     raise ValueError(f"{key}: the teacher {teacher}'s {name!r} head has {kernel[-1]} classes but "
                                      f"this task has {num_classes}; the teacher must be fine-tuned on the same labels")
+            theirs = labelled.label_names(run.config.finetune, config.data.data_dir or None, True)
+            if theirs != self.label_names:
+                differ = sorted(k for k in set(theirs) | set(self.label_names)
+                                if theirs.get(k) != self.label_names.get(k))
+                raise ValueError(f"{key}: the teacher {teacher} ({run.directory}) was fine-tuned on "
+                                 f"{labelled.task_description(run.config.finetune)}, whose {differ} labels differ from "
+                                 f"those of {labelled.task_description(config.finetune)}; a teacher must be fine-tuned "
+                                 f"on the same label set")
         return teachers
 
     def frozen_params(self, mesh):
