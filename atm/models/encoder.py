@@ -341,8 +341,12 @@ class Embeddings(nn.Module):
         return nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
 
     def attend(self, x_BxMxD: Array) -> Array:
-        """Logits against the (tied) word-embedding table."""
-        return self.word_embeddings.attend(x_BxMxD)
+        """Logits against the (tied) word-embedding table, its FSDP-sharded embed dimension gathered first
+        as in `_lookup` (contracting it while the batch is also split over fsdp gave wrong gradients on a
+        data×fsdp×tensor mesh under jax.set_mesh)."""
+        full_VxD = nn.with_logical_constraint(self.word_embeddings.embedding, ("act_vocab", "act_embed"))
+        x_BxMxD, full_VxD = nn.dtypes.promote_dtype(x_BxMxD, full_VxD, dtype=self.cfg.compute_dtype)
+        return jnp.dot(x_BxMxD, full_VxD.T)
 
 
 class Encoder(nn.Module):
