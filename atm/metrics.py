@@ -8,6 +8,8 @@ import time
 
 import jax
 
+from atm import import_tensorflow
+
 # Dense bf16 peak FLOP/s per device (vendor datasheets; H100/H200 SXM without sparsity).
 PEAK_FLOPS = {
     "H100": 989e12,
@@ -50,7 +52,8 @@ class MetricsLog:
         if not self.enabled:
             return
         self._truncate_after(resume_step)
-        from clu import metric_writers  # imported here: it pulls in TensorFlow
+        import_tensorflow()  # clu pulls in TensorFlow: imported here, quietly
+        from clu import metric_writers
         self.writer = metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard"))
 
     def _truncate_after(self, step: int):

@@ -124,15 +124,19 @@ def global_batch_from_local(mesh: Mesh, local_batch: dict, global_batch_size: in
 
 
 class MeshContext:
-    """Context in which flax's logical axis names resolve against `mesh` (the loop, teachers, the cache)."""
+    """Context in which flax's logical axis names resolve against `mesh` (the loop, teachers, the cache).
+
+    The mesh is set with `jax.set_mesh` (the `with mesh:` form is deprecated), so raw PartitionSpecs and
+    flax's logical constraints resolve against it; re-entering an instance nests."""
 
     def __init__(self, mesh: Mesh):
         self.mesh, self.rules = mesh, nn.logical_axis_rules(LOGICAL_AXIS_RULES)
+        self._set_meshes = []
 
     def __enter__(self):
-        self.mesh.__enter__()
+        self._set_meshes.append(jax.set_mesh(self.mesh))  # set_mesh takes effect when constructed
         self.rules.__enter__()
 
     def __exit__(self, *exc):
         self.rules.__exit__(*exc)
-        self.mesh.__exit__(*exc)
+        self._set_meshes.pop().__exit__(*exc)

@@ -169,7 +169,7 @@ class Trainer:
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
         metrics = {k: v / weight for k, v in sums.items() if k != "weight"}
-        metrics.update(grad_norm=optax.global_norm(grads), learning_rate=self.schedule(state.step),
+        metrics.update(grad_norm=optax.tree.norm(grads), learning_rate=self.schedule(state.step),
                        weight=sums["weight"])
         # Non-finite losses are caught on the host, which checks every step's metrics before any
         # checkpoint is written, so a bad update never reaches disk.

@@ -8,10 +8,12 @@ import logging
 import os
 import re
 
+import num2words
 import pytest
 
 from atm.data import readers
 from atm.data.readers import IGNORE_INDEX, DataFormatError
+from atm.data import spoken, tasks
 from atm.data.spoken import number_to_words, spoken_form
 
 
@@ -314,11 +316,48 @@ def test_massive_gold_labels_round_trip_through_sentencepiece(tmp_path):
     ("Réveille-moi à 21h30.", "fr", "réveille moi à vingt et une heures trente"),
     ("71 et 80", "fr", "soixante et onze et quatre vingts"),
     ("A las 21:30, 500 personas.", "es", "a las veintiuno y treinta quinientos personas"),
-    ("Привет, МИР 5!", "ru", "привет мир 5"),  # no number words for ru: digits stay
+    ("Привет, МИР 5!", "ru", "привет мир пять"),  # num2words' Russian
+    ("Mam 21 lat, 3,5 kota.", "pl", "mam dwadzieścia jeden lat trzy przecinek pięć kota"),
+    ("3612 et 80", "fr", "trois mille six cent douze et quatre vingts"),
+    ("21000 y 1000000", "es", "veintiún mil y un millón"),
+    ("你好 5", "zh", "你好 5"),  # no number words for zh: digits stay
+    ("Saa 5 asubuhi", "sw", "saa 5 asubuhi"),
     ("नमस्ते, दुनिया।", "hi", "नमस्ते दुनिया"),  # combining vowel signs survive
 ])
 def test_spoken_form(text, lang, spoken):
     assert spoken_form(text, lang) == spoken
+
+
+def _num2words_spoken(n, lang):
+    """num2words' own words as the spoken form writes them: lower case, hyphens and commas as spaces."""
+    words = " ".join(num2words.num2words(n, lang=lang).lower().replace("-", " ").replace(",", " ").split())
+    if lang == "en":
+        words = " ".join(w for w in words.split() if w != "and")
+    if lang == "es":
+        words = re.sub(r"\b(veinti)?uno (?=(mil|millones)\b)", lambda m: "veintiún " if m.group(1) else "un ", words)
+    return words
+
+
+def test_spoken_numbers_are_num2words_own_in_every_language_it_covers():
+    import random
+    rng = random.Random(0)
+    sample = [0, 1, 7, 10, 11, 21, 99, 100, 101, 999] + [rng.randrange(10 ** rng.randint(3, 9)) for _ in range(30)]
+    covered = sorted(lang for lang in num2words.CONVERTER_CLASSES if "_" not in lang and lang != "am")  # am hangs
+    assert spoken.NUMBER_WORD_LANGUAGES == tuple(covered) and len(covered) >= 40
+    assert {"en", "de", "fr", "es", "ru", "ar", "pl", "ja", "tr", "vi"} <= set(covered)
+    for lang in covered:
+        for n in sample:
+            if str(n).startswith("0") and n:
+                continue
+            try:
+                expected = _num2words_spoken(n, lang)
+            except (OverflowError, NotImplementedError):
+                continue
+            assert spoken_form(str(n), lang) == spoken_form(expected, lang), (lang, n)
+    for lang in spoken.DIGIT_LANGUAGES:  # atm's corpus languages num2words does not cover keep digits
+        assert lang not in covered and spoken_form("5 12", lang) == "5 12"
+    corpus = set(tasks.MLM_LANGUAGES) | set(tasks.XNLI_LANGUAGES) | set(tasks.TYDIQA_DEV) | {"sw"}
+    assert sorted(corpus - set(covered)) == sorted(spoken.DIGIT_LANGUAGES)
 
 
 def test_number_words():
@@ -326,8 +365,10 @@ def test_number_words():
         "zero", "thirteen", "forty", "one hundred one", "one thousand two hundred thirty four", "one million"]
     assert number_to_words(97, "fr") == "quatre vingt dix sept" and number_to_words(21, "de") == "einundzwanzig"
     assert number_to_words(21000, "es") == "veintiún mil"
+    assert number_to_words(3612, "fr") == "trois mille six cent douze"  # atm's own French wrote "troi mille"
+    assert number_to_words(21, "ru") == "двадцать один" and number_to_words(1990, "pl") == "tysiąc dziewięćset dziewięćdziesiąt"
     with pytest.raises(ValueError, match="no number words"):
-        number_to_words(5, "ja")
+        number_to_words(5, "zh")
 
 
 # ------------------------------------------------------------------------ faults the readers must not hide

@@ -8,6 +8,7 @@ notebook and the tests need no downloaded data.
 from __future__ import annotations
 
 import random
+import re
 
 _SLOTS = {
     "en": {
@@ -110,3 +111,52 @@ def utterances(n: int, seed: int = 0, languages: tuple[str, ...] = LANGUAGES) ->
         template = rng.choice(_TEMPLATES[lang][intent])
         out.append(template.format(**{k: rng.choice(v) for k, v in _SLOTS[lang].items()}))
     return out
+
+
+def labelled_utterances(n: int, seed: int = 0, languages: tuple[str, ...] = LANGUAGES):
+    """`n` (words, BIO tags, intent) triples from the same templates: the slots are the template's fields,
+    punctuation is dropped and words are lower case (as a speech recogniser writes them)."""
+    unknown = sorted(set(languages) - set(LANGUAGES))
+    if unknown:
+        raise ValueError(f"languages {unknown}: the synthetic corpus has {list(LANGUAGES)}")
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        lang = languages[i % len(languages)]
+        intent = rng.choice(sorted(_TEMPLATES[lang]))
+        template = rng.choice(_TEMPLATES[lang][intent])
+        fills = {k: rng.choice(v) for k, v in _SLOTS[lang].items()}
+        words, tags = [], []
+        for literal, field in _FIELD.findall(template):
+            literal_words = _words(literal)
+            words += literal_words
+            tags += ["O"] * len(literal_words)
+            if field:
+                value = _words(fills[field])
+                words += value
+                tags += [("B-" if j == 0 else "I-") + field for j in range(len(value))]
+        out.append((words, tags, intent))
+    return out
+
+
+def write_bio_folder(root: str, n_train: int = 800, n_eval: int = 160, seed: int = 0,
+                     languages: tuple[str, ...] = LANGUAGES) -> str:
+    """A folder in the ATIS/SNIPS layout (train|dev|test/{seq.in,seq.out,label}) of `labelled_utterances`,
+    for `config.finetune.bio_folder`."""
+    import os
+    rows = labelled_utterances(n_train + 2 * n_eval, seed, languages)
+    for split, part in (("train", rows[:n_train]), ("dev", rows[n_train:n_train + n_eval]),
+                        ("test", rows[n_train + n_eval:])):
+        os.makedirs(os.path.join(root, split), exist_ok=True)
+        for name, column in (("seq.in", [" ".join(w) for w, _, _ in part]),
+                             ("seq.out", [" ".join(t) for _, t, _ in part]), ("label", [i for _, _, i in part])):
+            with open(os.path.join(root, split, name), "w", encoding="utf-8") as f:
+                f.write("\n".join(column) + "\n")
+    return root
+
+
+_FIELD = re.compile(r"([^{]*)(?:\{(\w+)\}|$)")
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in re.sub(r"[^\w'’:]+", " ", text.lower()).split() if w]

@@ -52,6 +52,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 from absl import logging
 import numpy as np
 
+from atm import import_tensorflow
 from atm.data import readers
 from atm.data.spoken import spoken_form
 from atm.data.vocab import SentencePieceVocabulary, temperature_rates
@@ -60,8 +61,8 @@ from atm.data.vocab import SentencePieceVocabulary, temperature_rates
 def _seqio():
     """(seqio, tensorflow), imported on first use: the registry, readers, counts and rates work
     without TF (and `python -m atm.data list` starts in a second); seqio is needed to register."""
+    tf = import_tensorflow()
     import seqio
-    import tensorflow as tf
     return seqio, tf
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

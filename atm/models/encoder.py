@@ -204,6 +204,30 @@ def folded_attention(q_BxMxNxH: Array, kv_BxSxD: Array, mask_Bx1xMxS: Array, key
     return ctx + bias
 
 
+class HeadsDense(nn.Module):
+    """`nn.DenseGeneral`'s maths (parameters "kernel" and "bias", same init values) with the parameters created
+    at their full shape: DenseGeneral initialises a flat (in, out) kernel and (out,) bias and applies their
+    logical sharding constraint before reshaping, which a rank-3 name tuple on a rank-2 value fails under
+    `jax.set_mesh`. Contracts the input's last `len(kernel_names) - len(features)` axes (D for Q/K/V, N×H for
+    the output)."""
+    cfg: EncoderConfig
+    features: tuple[int, ...]
+    kernel_names: tuple[str, ...]
+    bias_names: tuple[str, ...]
+
+    @nn.compact
+    def __call__(self, x_xI: Array) -> Array:
+        cfg = self.cfg
+        n_in = len(self.kernel_names) - len(self.features)
+        in_shape = x_xI.shape[x_xI.ndim - n_in:]
+        kernel = self.param("kernel", normal_init(cfg, self.kernel_names), in_shape + tuple(self.features),
+                            cfg.weight_dtype)
+        bias = self.param("bias", zeros_init(self.bias_names), tuple(self.features), cfg.weight_dtype)
+        x_xI, kernel, bias = nn.dtypes.promote_dtype(x_xI, kernel, bias, dtype=cfg.compute_dtype)
+        contract = (tuple(range(x_xI.ndim - n_in, x_xI.ndim)), tuple(range(n_in)))
+        return jax.lax.dot_general(x_xI, kernel, (contract, ((), ()))) + bias
+
+
 class SelfAttention(nn.Module):
     cfg: EncoderConfig
     deterministic: bool
@@ -220,10 +244,8 @@ class SelfAttention(nn.Module):
             from atm.models import narrow
             fold = narrow.folds_attention(cfg, x_BxLxD.shape[1], kv_BxSxD.shape[1])
         kv_BxSxD = x_BxLxD if kv_BxSxD is None else kv_BxSxD
-        proj = functools.partial(
-            nn.DenseGeneral, features=(cfg.num_heads, cfg.head_size), dtype=cfg.compute_dtype,
-            param_dtype=cfg.weight_dtype, kernel_init=normal_init(cfg, ("embed", "heads", "kv")),
-            bias_init=zeros_init(("heads", "kv")))
+        proj = functools.partial(HeadsDense, cfg, (cfg.num_heads, cfg.head_size), ("embed", "heads", "kv"),
+                                 ("heads", "kv"))
         names = ("act_batch", "act_length", "act_heads", "act_kv")
         q = nn.with_logical_constraint(proj(name="query")(x_BxLxD), names)
         use_dropout = cfg.attention_dropout > 0.0 and not self.deterministic
@@ -238,9 +260,7 @@ class SelfAttention(nn.Module):
             ctx = dot_product_attention(q, k, v, mask, impl=cfg.attention_impl, dropout_rate=cfg.attention_dropout,
                                         dropout_rng=self.make_rng("dropout") if use_dropout else None)
         ctx = nn.with_logical_constraint(ctx, names)
-        out = nn.DenseGeneral(features=cfg.hidden_size, axis=(-2, -1), dtype=cfg.compute_dtype,
-                              param_dtype=cfg.weight_dtype, kernel_init=normal_init(cfg, ("heads", "kv", "embed")),
-                              bias_init=zeros_init(("embed",)), name="output")(ctx)
+        out = HeadsDense(cfg, (cfg.hidden_size,), ("heads", "kv", "embed"), ("embed",), name="output")(ctx)
         return nn.with_logical_constraint(out, ("act_batch", "act_length", "act_embed"))
 
 
@@ -339,8 +359,12 @@ class Embeddings(nn.Module):
         return nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
 
     def attend(self, x_BxMxD: Array) -> Array:
-        """Logits against the (tied) word-embedding table."""
-        return self.word_embeddings.attend(x_BxMxD)
+        """Logits against the (tied) word-embedding table, its FSDP-sharded embed dimension gathered first
+        as in `_lookup` (contracting it while the batch is also split over fsdp gave wrong gradients on a
+        data×fsdp×tensor mesh under jax.set_mesh)."""
+        full_VxD = nn.with_logical_constraint(self.word_embeddings.embedding, ("act_vocab", "act_embed"))
+        x_BxMxD, full_VxD = nn.dtypes.promote_dtype(x_BxMxD, full_VxD, dtype=self.cfg.compute_dtype)
+        return jnp.dot(x_BxMxD, full_VxD.T)
 
 
 class Encoder(nn.Module):
