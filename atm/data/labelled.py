@@ -58,6 +58,14 @@ def _raw_rows(finetune_config, split: str, data_dir: str | None, skip_malformed:
     return raws, names, kind, task
 
 
+def raw_rows(finetune_config, split: str, data_dir: str | None, skip_malformed: bool, label_subset: bool = True):
+    """(raw rows, label names, kind) of one split; `label_subset=False` ignores config.finetune.label_subset
+    (every row of the data set: the text an amalgamated student trains on)."""
+    read = _raw_rows if label_subset else _all_raw_rows
+    raws, names, kind, _ = read(finetune_config, split, data_dir, skip_malformed)
+    return raws, names, kind
+
+
 def _all_raw_rows(finetune_config, split: str, data_dir: str | None, skip_malformed: bool):
     folder = finetune_config.bio_folder
     if folder:
