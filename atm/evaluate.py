@@ -5,6 +5,9 @@
     python -m atm.evaluate --workdir=DIR --task=xnli --split=validation      # a mixture: one row per language
     python -m atm.evaluate --workdir=DIR --task=massive_en_us,massive_de_de,massive_sw_ke
 
+An amalgamate run (configs/muka/amalgamate.py) is evaluated on its teachers' data sets: accuracy over
+the union of their labels and on each teacher's part (accuracy_<teacher>), in DIR/eval_union_<split>.json.
+
 Restores DIR's latest checkpoint once with DIR's resolved config (config.json) and vocabulary,
 runs one ordered pass over each task's split and prints a table (one row per task, i.e. per
 language for XNLI and MASSIVE, plus their mean when there are several). Each task's figures are
@@ -38,6 +41,9 @@ def expand_tasks(task: str) -> list[str]:
     return names
 
 
+EVALUATED = ("finetune", "amalgamate")  # amalgamate: on its teachers' data sets, over the union of their labels
+
+
 def _load_config(workdir: str):
     from atm import config as atm_config
     path = os.path.join(workdir, "config.json")
@@ -48,8 +54,11 @@ def _load_config(workdir: str):
     # Over today's defaults, so a run saved before a config key existed still evaluates.
     config = atm_config.default_config(saved.get("objective", "mlm"))
     config.update(saved)
-    if config.objective != "finetune":
-        raise ValueError(f"--workdir={workdir} is a {config.objective!r} run; atm.evaluate evaluates finetune runs")
+    if config.objective not in EVALUATED:
+        raise ValueError(f"--workdir={workdir} is a {config.objective!r} run; atm.evaluate evaluates "
+                         f"{' and '.join(EVALUATED)} runs")
+    if config.objective == "amalgamate":  # scoring reads no Monte-Carlo score
+        config.amalgamate.scores = "online"
     config.finetune.teacher = ""  # scoring a run needs no distillation teacher
     # Other tasks' rows may have more words than the run's token_query_slots; every position gives the
     # same logits at the labelled tokens (tests/test_narrow.py), so scoring does not need the slots.
@@ -75,6 +84,9 @@ def evaluate_run(workdir: str, task: str = "", split: str = "test", bio_folder: 
     step, state, _ = restored
 
     targets = [("bio_folder", bio_folder)] if bio_folder else [("task", t) for t in expand_tasks(task)]
+    if config.objective == "amalgamate" and targets:
+        raise ValueError(f"--workdir={workdir} is an amalgamate run: it is evaluated on its teachers' data sets "
+                         "(union accuracy and each teacher's part); drop --task/--bio_folder")
     rows = []
     for key, target in targets or [(None, None)]:
         task_config = config.copy_and_resolve_references()
@@ -89,6 +101,8 @@ def evaluate_run(workdir: str, task: str = "", split: str = "test", bio_folder: 
         figures = train.evaluate(trainer, state.params, eval_data, -1)
         folder = task_config.finetune.bio_folder
         name = os.path.basename(os.path.normpath(folder)) if folder else task_config.finetune.task
+        if config.objective == "amalgamate":
+            name = "union"
         row = {"workdir": workdir, "step": step, "task": name, "split": split,
                "rows": len(eval_data.split.questions or eval_data.split.examples),
                **{k.removeprefix("eval_"): v for k, v in figures.items()}}
