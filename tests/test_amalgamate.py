@@ -294,11 +294,12 @@ def test_cached_scores_equal_online_scores_and_belong_to_their_stream(teachers, 
     online_built = built_student(teachers, tmp_path / "o")
     state = trainer.init_state()
     with trainer.activate():
-        cached_loss = trainer.objective.loss(state.params, frozen, trainer.global_batch(batch), jax.random.key(1), False)
+        cached_loss = jax.jit(lambda p, f, b: trainer.objective.loss(p, f, b, None, False))(
+            state.params, frozen, trainer.global_batch(batch))
     plain = {k: v for k, v in batch.items() if k != "teacher_scores"}
     with online_built.trainer.activate():
-        online_loss = online_built.objective.loss(state.params, frozen, online_built.trainer.global_batch(plain),
-                                                  jax.random.key(1), False)
+        online_loss = jax.jit(lambda p, f, b: online_built.objective.loss(p, f, b, None, False))(
+            state.params, frozen, online_built.trainer.global_batch(plain))
     np.testing.assert_allclose(float(cached_loss[0]), float(online_loss[0]), rtol=1e-5)
     # another stream (another K): an error naming the key, before any step
     other = built_student(teachers, tmp_path / "x", **{"amalgamate.scores": "cached", "amalgamate.mc_passes": 3,
@@ -325,8 +326,9 @@ def test_gold_labels_are_never_read(teachers, tmp_path):
         saved["finetune"]["bio_folder"] = str(shuffled)
         (copy / "config.json").write_text(json.dumps(saved))
         copies.append(str(copy))
-    _, params = run_steps(student_config(f"{teachers['t1']},{teachers['t2']}"), str(tmp_path / "a"), steps=3)
-    _, same = run_steps(student_config(f"t1={copies[0]},t2={copies[1]}"), str(tmp_path / "b"), steps=3)
+    one = jax.devices()[:1]
+    _, params = run_steps(student_config(f"{teachers['t1']},{teachers['t2']}"), str(tmp_path / "a"), one, steps=2)
+    _, same = run_steps(student_config(f"t1={copies[0]},t2={copies[1]}"), str(tmp_path / "b"), one, steps=2)
     for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(same)):
         np.testing.assert_array_equal(a, b)
     row = am.text_only({"text": "a b", "words": ["a", "b"], "intent": "x"})
@@ -358,9 +360,55 @@ def test_bad_input_names_the_key(teachers, tmp_path):
     with pytest.raises(ValueError, match=r"config.amalgamate.teachers: the teachers t1 and t1_2 share the labels "
                                          r"\['home_alarm', 'home_lights', 'home_music'\]"):
         train.build(student_config(f"{teachers['t1']},{teachers['t1']}"), str(tmp_path / "overlap"))
-    # a run that is not a fine-tuned classifier
-    from helpers import tiny_config
-    mlm = tmp_path / "mlm"
-    train.train_and_evaluate(tiny_config(**{"train.steps": 1, "checkpoint.every": 1}), str(mlm))
-    with pytest.raises(ValueError, match=r"config.amalgamate.teachers=.*mlm.*is a 'mlm' run"):
-        train.build(student_config(f"{teachers['t1']},{mlm}"), str(tmp_path / "notft"))
+    # a run that is not a fine-tuned classifier: an MLM run (its saved config says so), a fine-tuned NER run
+    import json
+    import shutil
+    for name, edit, match in (("mlm", {"objective": "mlm"}, r"config.amalgamate.teachers=.*mlm.*is a 'mlm' run"),
+                              ("ner", {"finetune": {"task": "conll2003", "bio_folder": "", "label_subset": ""}},
+                               r"config.amalgamate.teachers \(ner=.*\) was fine-tuned on a 'ner' task")):
+        shutil.copytree(teachers["t2"], tmp_path / name)
+        saved = json.loads((tmp_path / name / "config.json").read_text())
+        for key, value in edit.items():
+            saved[key] = {**saved[key], **value} if isinstance(value, dict) else value
+        (tmp_path / name / "config.json").write_text(json.dumps(saved))
+        with pytest.raises(ValueError, match=match):
+            train.build(student_config(f"{teachers['t1']},{name}={tmp_path / name}"), str(tmp_path / "bad"))
+
+
+def test_cli_sigkill_and_rerun_is_bit_identical(teachers, tmp_path):
+    """The user's command, with cached scores (the automatic first pass): killed after step 3 and rerun, the run
+    equals a straight one bit for bit."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    small = ["--config.model.num_layers=2", "--config.model.hidden_size=64", "--config.model.num_heads=4",
+             "--config.model.ffn_size=128", "--config.model.vocab_size=200", "--config.model.max_positions=64",
+             "--config.data.vocab_size=200", "--config.data.seq_len=24", "--config.train.batch_size=16",
+             "--config.train.steps=6", "--config.train.log_every=1", "--config.checkpoint.every=3",
+             "--config.train.eval_every=6", "--config.train.eval_batches=1", "--config.amalgamate.mc_passes=2",
+             "--config.amalgamate.scores=cached", f"--config.amalgamate.teachers={teachers['t1']},{teachers['t2']}"]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+
+    def run(workdir, *extra):
+        return subprocess.run([sys.executable, "-m", "atm.main", "--config=configs/muka/amalgamate.py",
+                               f"--workdir={workdir}", *small, *extra], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=600)
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    first = run(straight)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Scored 480 training rows with 2 Monte-Carlo passes" in first.stdout
+    dead = run(killed, "--config.train.kill_at_step=3")
+    assert dead.returncode == -signal.SIGKILL, dead.stderr[-3000:]
+    again = run(killed)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Resumed from checkpoint at step 3" in again.stdout and "Scored" not in again.stdout
+
+    def records(workdir):
+        with open(workdir / "metrics.jsonl") as f:
+            return [json.loads(line) for line in f]
+    a, b = records(straight), records(killed)
+    assert [m["step"] for m in a] == [m["step"] for m in b] == list(range(1, 7))
+    assert [m["loss"] for m in a] == [m["loss"] for m in b]
+    assert [m.get("eval_accuracy") for m in a] == [m.get("eval_accuracy") for m in b]
