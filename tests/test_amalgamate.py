@@ -308,7 +308,15 @@ def test_cached_scores_equal_online_scores_and_belong_to_their_stream(teachers, 
         other.trainer.frozen  # noqa: B018
 
 
-def test_gold_labels_are_never_read(teachers, tmp_path):
+@pytest.fixture(scope="module")
+def one_device_run(teachers, tmp_path_factory):
+    """(losses, params) of two student steps on one device."""
+    from helpers import run_steps
+    return run_steps(student_config(f"{teachers['t1']},{teachers['t2']}"), str(tmp_path_factory.mktemp("one")),
+                     jax.devices()[:1], steps=2)
+
+
+def test_gold_labels_are_never_read(teachers, one_device_run, tmp_path):
     """The same teachers pointed at a copy of their data whose training labels are shuffled: the student's
     parameters are bit-identical."""
     import json
@@ -326,9 +334,9 @@ def test_gold_labels_are_never_read(teachers, tmp_path):
         saved["finetune"]["bio_folder"] = str(shuffled)
         (copy / "config.json").write_text(json.dumps(saved))
         copies.append(str(copy))
-    one = jax.devices()[:1]
-    _, params = run_steps(student_config(f"{teachers['t1']},{teachers['t2']}"), str(tmp_path / "a"), one, steps=2)
-    _, same = run_steps(student_config(f"t1={copies[0]},t2={copies[1]}"), str(tmp_path / "b"), one, steps=2)
+    _, params = one_device_run
+    _, same = run_steps(student_config(f"t1={copies[0]},t2={copies[1]}"), str(tmp_path / "b"), jax.devices()[:1],
+                        steps=2)
     for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(same)):
         np.testing.assert_array_equal(a, b)
     row = am.text_only({"text": "a b", "words": ["a", "b"], "intent": "x"})
@@ -336,13 +344,12 @@ def test_gold_labels_are_never_read(teachers, tmp_path):
         row["intent"]  # noqa: B018
 
 
-def test_sharded_mesh_equals_one_device(teachers, tmp_path):
+def test_sharded_mesh_equals_one_device(teachers, one_device_run, tmp_path):
     from helpers import run_steps
     config = student_config(f"{teachers['t1']},{teachers['t2']}", **{"mesh.data": 2, "mesh.fsdp": 2,
                                                                     "mesh.tensor": 2})
     losses8, params8 = run_steps(config, str(tmp_path / "m8"), steps=2)
-    losses1, params1 = run_steps(student_config(f"{teachers['t1']},{teachers['t2']}"), str(tmp_path / "m1"),
-                                 devices=jax.devices()[:1], steps=2)
+    losses1, params1 = one_device_run
     np.testing.assert_allclose(losses8, losses1, rtol=1e-4)
     for a, b in zip(jax.tree_util.tree_leaves(params8), jax.tree_util.tree_leaves(params1)):
         np.testing.assert_allclose(a, b, atol=1e-5)
