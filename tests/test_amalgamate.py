@@ -2,7 +2,6 @@
 with dropout on, label subsets, and a miniature run where two teachers on disjoint label halves (one with
 its own vocabulary) make a student over the union without a gold label."""
 import os
-import random
 
 import jax
 import jax.numpy as jnp
@@ -10,39 +9,10 @@ import numpy as np
 import pytest
 
 from atm import train
+from atm.amalgamate.demo import TEMPLATES, write_intent_folder
 from atm.data import labelled
 from atm.objectives import amalgamate as am
 from helpers import apply_overrides
-
-CITIES = ["boston", "denver", "dallas", "atlanta", "seattle", "miami", "chicago", "phoenix"]
-DAYS = ["monday", "tuesday", "friday", "sunday"]
-TEMPLATES = {  # six intents, two "scenarios" (travel_*, home_*)
-    "travel_flight": ["show me flights from {a} to {b}", "i want to fly from {a} to {b} on {d}"],
-    "travel_fare": ["how much is a ticket to {b}", "what is the cheapest fare from {a} to {b}"],
-    "travel_hotel": ["book a hotel room in {b}", "find me a hotel in {b} for {d}"],
-    "home_lights": ["turn off the lights in the kitchen", "switch the bedroom lights on"],
-    "home_alarm": ["set an alarm for {d} morning", "wake me up at seven on {d}"],
-    "home_music": ["play some jazz music", "put on my {d} playlist"],
-}
-
-
-def write_intent_folder(root, n_train=480, n_eval=120, seed=0, shuffle_labels=False):
-    """A BIO folder (slots all O) with the six intents above; shuffle_labels permutes the train labels."""
-    rng = random.Random(seed)
-    for split, n in (("train", n_train), ("dev", n_eval), ("test", n_eval)):
-        rows = []
-        for _ in range(n):
-            intent = rng.choice(sorted(TEMPLATES))
-            text = rng.choice(TEMPLATES[intent]).format(a=rng.choice(CITIES), b=rng.choice(CITIES), d=rng.choice(DAYS))
-            rows.append((text.split(), intent))
-        labels = [i for _, i in rows]
-        if shuffle_labels and split == "train":
-            random.Random(99).shuffle(labels)
-        os.makedirs(root / split, exist_ok=True)
-        (root / split / "seq.in").write_text("\n".join(" ".join(w) for w, _ in rows) + "\n")
-        (root / split / "seq.out").write_text("\n".join(" ".join("O" for _ in w) for w, _ in rows) + "\n")
-        (root / split / "label").write_text("\n".join(labels) + "\n")
-    return root
 
 
 def teacher_config(folder, subset, **overrides):
