@@ -42,13 +42,15 @@ def student_config(teachers, **overrides):
 
 @pytest.fixture(scope="module")
 def teachers(tmp_path_factory):
-    """Two teachers on the two halves of the six intents; the second with its own, smaller vocabulary."""
+    """Two teachers on the two halves of the six intents; the second shallower and narrower, with its own
+    vocabulary (trained on its half's text, at most 150 pieces)."""
     root = tmp_path_factory.mktemp("muka")
     folder = write_intent_folder(root / "intents")
     t1, t2 = str(root / "t1"), str(root / "t2")
     s1 = train.train_and_evaluate(teacher_config(folder, "part:1/2"), t1)
-    s2 = train.train_and_evaluate(teacher_config(folder, "part:2/2", **{"data.vocab_size": 150,
-                                                                        "model.vocab_size": 150}), t2)
+    s2 = train.train_and_evaluate(teacher_config(folder, "part:2/2", **{
+        "data.vocab_size": 150, "model.vocab_size": 150, "model.num_layers": 1, "model.hidden_size": 48,
+        "model.ffn_size": 96}), t2)
     return {"root": root, "folder": folder, "t1": t1, "t2": t2, "summaries": (s1, s2)}
 
 

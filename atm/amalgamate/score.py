@@ -36,8 +36,9 @@ def signature(objective, train_data) -> dict:
             "seq_len": int(objective.seq_len), "teachers": teachers}
 
 
-def compute(objective, frozen, mesh, train_data) -> np.ndarray:
-    """(N, T) scores of every training row, in row order, batch by batch on `mesh`."""
+def compute(objective, frozen, mesh, train_data) -> tuple[np.ndarray, float]:
+    """((N, T) scores of every training row, in row order, batch by batch on `mesh`; seconds of the first
+    batch, which compiles)."""
     from atm.objectives.amalgamate import AmalgamationBatcher
 
     if jax.process_count() > 1:
@@ -45,14 +46,18 @@ def compute(objective, frozen, mesh, train_data) -> np.ndarray:
     ordered = AmalgamationBatcher(train_data.split, train_data.arrays, train_data.batch_size, 0, False)
     names = list(objective.example_batch(1))
     score_fn = jax.jit(lambda frozen, batch: objective.teacher_scores(frozen, batch))
-    out = []
+    out, first_s = [], 0.0
     with sharding.MeshContext(mesh):
         for i in range(ordered.num_batches):
+            if i == 1:
+                first_s = time.time() - start
+            elif i == 0:
+                start = time.time()
             local = {k: v for k, v in ordered.batch(i).items() if k in names}
             batch = {k: jax.device_put(v, sharding.batch_sharding(mesh, v.ndim)) for k, v in local.items()}
             scores_TxB = np.asarray(jax.device_get(score_fn(frozen, batch)))
             out.append(scores_TxB.T[local["example_weight"] > 0])
-    return np.concatenate(out).astype(np.float32)
+    return np.concatenate(out).astype(np.float32), first_s
 
 
 def load_or_compute(objective, frozen, mesh, train_data) -> np.ndarray:
@@ -69,14 +74,16 @@ def load_or_compute(objective, frozen, mesh, train_data) -> np.ndarray:
                                  f"there and {value!r} here (delete it or point {FILE_KEY} elsewhere)")
         return scores
     start = time.time()
-    scores = compute(objective, frozen, mesh, train_data)
+    scores, first_s = compute(objective, frozen, mesh, train_data)
     seconds = time.time() - start
+    rows_per_s = (len(scores) - train_data.batch_size) / max(seconds - first_s, 1e-9)
     if jax.process_index() == 0:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         np.savez(path + ".tmp.npz", scores=scores, meta=json.dumps({**mine, "seconds": round(seconds, 2)}))
         os.replace(path + ".tmp.npz", path)
     print(f"Scored {len(scores)} training rows with {objective.settings.mc_passes} Monte-Carlo passes per teacher "
-          f"in {seconds:.1f} s ({len(scores) / max(seconds, 1e-9):.1f} rows/s) → {path}", flush=True)
+          f"in {seconds:.1f} s (the first batch, which compiles: {first_s:.1f} s; then {rows_per_s:.1f} rows/s) → "
+          f"{path}", flush=True)
     return scores
 
 

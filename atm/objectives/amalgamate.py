@@ -44,7 +44,7 @@ from atm.data.vocab import load_vocabulary
 from atm.distill import kd as kd_lib
 from atm.distill import teacher as teacher_lib
 from atm.models.heads import EncoderWithHeads
-from atm.objectives import register
+from atm.objectives import Objective, register
 from atm.objectives.finetune import FineTune
 from atm.objectives.mlm import cross_entropy, encoder_flops_per_token
 
@@ -388,9 +388,8 @@ class Amalgamate(FineTune):
                  "data_eval_rows_outside_union": outside}
         return vocab, train, evaluation, stats
 
-    def __init__(self, config, vocab, train_data=None):  # noqa: super().__init__ builds a fine-tuning task
-        from atm.objectives import Objective
-        Objective.__init__(self, config, vocab, train_data)
+    def __init__(self, config, vocab, train_data=None):
+        Objective.__init__(self, config, vocab, train_data)  # not FineTune's: there is no fine-tuning task here
         if train_data is None or not hasattr(train_data, "plans"):
             raise ValueError("the amalgamate objective needs its training data (built by Amalgamate.build_data)")
         self.check_settings(config)
