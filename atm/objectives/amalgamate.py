@@ -192,7 +192,8 @@ class TeacherPlan:
         if kernel[-1] != len(self.labels):
             raise ValueError(f"{where}: its {self.head!r} head has {kernel[-1]} classes but its config "
                              f"(finetune.label_subset={ft.get('label_subset', '')!r}) gives {len(self.labels)} labels")
-        self.source = (ft.task, ft.bio_folder)  # the data set it was trained on
+        # the data set it was trained on (a BIO folder overrides the task)
+        self.source = ("", os.path.abspath(ft.bio_folder)) if ft.bio_folder else (ft.task, "")
         self.vocab = load_vocabulary(run.vocab_path)
 
 
