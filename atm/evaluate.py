@@ -8,6 +8,8 @@
 A multi-task run (objective multitask) scores each task with its own head; without --task, every
 task it trained on; a task outside its list goes through the head of the same kind and labels
 (XNLI: every language through the xnli_en head).
+An amalgamate run (configs/muka/amalgamate.py) is evaluated on its teachers' data sets: accuracy over
+the union of their labels and on each teacher's part (accuracy_<teacher>), in DIR/eval_union_<split>.json.
 
 Restores DIR's latest checkpoint once with DIR's resolved config (config.json) and vocabulary,
 runs one ordered pass over each task's split and prints a table (one row per task, i.e. per
@@ -42,6 +44,9 @@ def expand_tasks(task: str) -> list[str]:
     return names
 
 
+EVALUATED = ("finetune", "multitask", "amalgamate")  # amalgamate: on its teachers' data sets, over the union of their labels
+
+
 def _load_config(workdir: str):
     from atm import config as atm_config
     path = os.path.join(workdir, "config.json")
@@ -52,9 +57,11 @@ def _load_config(workdir: str):
     # Over today's defaults, so a run saved before a config key existed still evaluates.
     config = atm_config.default_config(saved.get("objective", "mlm"))
     config.update(saved)
-    if config.objective not in ("finetune", "multitask"):
-        raise ValueError(f"--workdir={workdir} is a {config.objective!r} run; atm.evaluate evaluates finetune and "
-                         f"multitask runs")
+    if config.objective not in EVALUATED:
+        raise ValueError(f"--workdir={workdir} is a {config.objective!r} run; atm.evaluate evaluates "
+                         f"{' and '.join(EVALUATED)} runs")
+    if config.objective == "amalgamate":  # scoring reads no Monte-Carlo score
+        config.amalgamate.scores = "online"
     config.finetune.teacher = ""  # scoring a run needs no distillation teacher
     if config.objective == "multitask":
         config.multitask.teachers = ""
@@ -95,6 +102,9 @@ def evaluate_run(workdir: str, task: str = "", split: str = "test", bio_folder: 
             with open(os.path.join(workdir, f"eval_{name}_{split}.json"), "w") as f:
                 json.dump(rows[-1], f, indent=2)
         return {"rows": rows, "mean": _write_mean(rows, task, workdir, split)}
+    if config.objective == "amalgamate" and targets:
+        raise ValueError(f"--workdir={workdir} is an amalgamate run: it is evaluated on its teachers' data sets "
+                         "(union accuracy and each teacher's part); drop --task/--bio_folder")
     rows = []
     for key, target in targets or [(None, None)]:
         task_config = config.copy_and_resolve_references()
@@ -109,6 +119,8 @@ def evaluate_run(workdir: str, task: str = "", split: str = "test", bio_folder: 
         figures = train.evaluate(trainer, state.params, eval_data, -1)
         folder = task_config.finetune.bio_folder
         name = os.path.basename(os.path.normpath(folder)) if folder else task_config.finetune.task
+        if config.objective == "amalgamate":
+            name = "union"
         row = {"workdir": workdir, "step": step, "task": name, "split": split,
                "rows": len(eval_data.split.questions or eval_data.split.examples),
                **{k.removeprefix("eval_"): v for k, v in figures.items()}}

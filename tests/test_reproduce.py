@@ -35,3 +35,32 @@ def test_atm_table_judges_each_claim_from_its_two_rows(tmp_path):
     assert "beats student ← stage-1 teacher (slots): **held** (+10.0 points" in table
     assert "beats the MLM-only student (intent): **did not hold** (-1.0 points, within the seed spread of 1.0)" in table
     assert (tmp_path / "atm.png").stat().st_size > 10_000
+
+
+def test_muka_table_judges_its_claims_from_the_rows(tmp_path):
+    from reproduce import muka
+
+    def seed(d):
+        return {"oracle": 0.90 + d, "teachers": [0.95, 0.93], "vanilla_kd": 0.70 + d, "uhc": 0.75 + d,
+                "muka_hard": 0.78 + d, "muka_soft": 0.80 + d, "muka_soft_margin": 0.85 + d,
+                **{f"{m}_parts": [0.8, 0.7] for m in muka.METHODS}}
+    results = {"split2": [seed(d) for d in (-0.01, 0.0, 0.01)], "cross": [
+        {k: v for k, v in seed(0.0).items() if k != "oracle"}]}
+
+    class Args:
+        scale, seeds, steps, results, blocks = 1.0, 3, "", str(tmp_path), "split2,cross"
+
+    class Clock:
+        def minutes(self):
+            return 10.0
+
+    muka.write(results, Args, Clock(), {"teacher": 1, "student": 1})
+    table, notes = (tmp_path / "table.md").read_text(), (tmp_path / "NOTES.md").read_text()
+    assert "| MUKA soft + margin | 85.0 ± 1.0 | 80.0 ± 0.0 / 70.0 ± 0.0 |" in table
+    assert "| MUKA soft + margin | 85.0 | 80.0 / 70.0 |" in table  # the cross block: one seed
+    assert "| oracle (all labels, gold) | 90.0 ± 1.0 |  |" in table
+    assert "beats vanilla KD by ≥ 1.5 points: **held** (+15.0 points)" in notes
+    assert "beats UHC: **held** (+10.0 points, larger than the seed spread)" in notes
+    assert "closes most of the gap to the oracle: **held** (75% of oracle − vanilla KD)" in notes
+    assert notes.count("closes most") == 1  # the cross block has no oracle
+    assert (tmp_path / "muka.png").stat().st_size > 5_000

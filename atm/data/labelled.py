@@ -50,7 +50,23 @@ def _bio_folder_labels(folder: str) -> dict[str, tuple[str, ...]]:
 
 
 def _raw_rows(finetune_config, split: str, data_dir: str | None, skip_malformed: bool):
-    """(raw rows, label names, kind, task name for tokenize_example) of one split."""
+    """(raw rows, label names, kind, task name for tokenize_example) of one split, cut to
+    config.finetune.label_subset."""
+    raws, names, kind, task = _all_raw_rows(finetune_config, split, data_dir, skip_malformed)
+    where = finetune_config.bio_folder or f"task {finetune_config.task}"
+    raws, names = apply_label_subset(finetune_config, raws, names, kind, where)
+    return raws, names, kind, task
+
+
+def raw_rows(finetune_config, split: str, data_dir: str | None, skip_malformed: bool, label_subset: bool = True):
+    """(raw rows, label names, kind) of one split; `label_subset=False` ignores config.finetune.label_subset
+    (every row of the data set: the text an amalgamated student trains on)."""
+    read = _raw_rows if label_subset else _all_raw_rows
+    raws, names, kind, _ = read(finetune_config, split, data_dir, skip_malformed)
+    return raws, names, kind
+
+
+def _all_raw_rows(finetune_config, split: str, data_dir: str | None, skip_malformed: bool):
     folder = finetune_config.bio_folder
     if folder:
         split_name = {"train": "train", "validation": "dev", "test": "test"}[split]
@@ -87,6 +103,70 @@ def task_description(finetune_config) -> str:
     """'task sst2' or 'BIO folder /x/y': what a fine-tuning config trains on, for errors."""
     folder = finetune_config.get("bio_folder")
     return f"BIO folder {folder}" if folder else f"task {finetune_config.get('task')}"
+
+
+# The sequence label of each kind (raw field, label inventory): what config.finetune.label_subset selects on.
+SEQUENCE_LABEL = {"intent_slots": ("intent", "intent"), "sentence": ("label", "label"), "pair": ("label", "label")}
+LABEL_SUBSET_KEY = "config.finetune.label_subset"
+
+
+def select_labels(subset: str, names: tuple[str, ...], key: str = LABEL_SUBSET_KEY) -> tuple[str, ...]:
+    """The labels of `names` (in their order) that `subset` keeps:
+
+        "scenario:alarm,calendar"  labels whose scenario (the part before the first "_": MASSIVE's
+                                   alarm_set → alarm) is listed
+        "part:k/n"                 the k-th (1-based) of n contiguous, near-equal parts of the sorted labels
+        "a,b,c"                    exactly these labels
+    A scenario or label that is not known, or a subset that keeps nothing, is an error naming `key`."""
+    subset = subset.strip()
+    if subset.startswith("scenario:"):
+        wanted = [s.strip() for s in subset[len("scenario:"):].split(",") if s.strip()]
+        scenarios = sorted({n.split("_")[0] for n in names})
+        unknown = [s for s in wanted if s not in scenarios]
+        if unknown or not wanted:
+            raise ValueError(f"{key}={subset!r}: unknown scenario(s) {unknown or '(none given)'}; the scenarios "
+                             f"are {scenarios}")
+        return tuple(n for n in names if n.split("_")[0] in wanted)
+    if subset.startswith("part:"):
+        k_n = subset[len("part:"):]
+        try:
+            k, n = (int(x) for x in k_n.split("/"))
+        except ValueError:
+            raise ValueError(f"{key}={subset!r}: write part:k/n with integers, e.g. part:2/4") from None
+        if not 1 <= k <= n <= len(names):
+            raise ValueError(f"{key}={subset!r}: need 1 <= k <= n <= {len(names)} (the number of labels)")
+        ordered = sorted(names)
+        bounds = [round(i * len(ordered) / n) for i in range(n + 1)]
+        keep = set(ordered[bounds[k - 1]:bounds[k]])
+        return tuple(x for x in names if x in keep)
+    wanted = [s.strip() for s in subset.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in names]
+    if unknown or not wanted:
+        raise ValueError(f"{key}={subset!r}: unknown label(s) {unknown or '(none given)'} ({len(names)} labels, "
+                         f"e.g. {list(names[:6])}; or use scenario:... / part:k/n)")
+    return tuple(n for n in names if n in wanted)
+
+
+def apply_label_subset(finetune_config, raws, names: dict, kind: str, where: str):
+    """(rows whose sequence label is in config.finetune.label_subset, label names with that inventory cut
+    to the subset); unchanged when the subset is empty. The head of such a run covers the subset only."""
+    subset = finetune_config.get("label_subset", "")
+    if not subset:
+        return raws, names
+    if kind not in SEQUENCE_LABEL:
+        raise ValueError(f"{LABEL_SUBSET_KEY}={subset!r}: {where} is a {kind!r} task without a sequence label; "
+                         f"label subsets apply to {sorted(SEQUENCE_LABEL)} tasks")
+    field, inventory = SEQUENCE_LABEL[kind]
+    kept = select_labels(subset, names[inventory])
+    keep = set(kept)
+    return (r for r in raws if r[field] in keep), {**names, inventory: kept}
+
+
+def label_names_and_kind(finetune_config, data_dir: str | None, skip_malformed: bool = False) -> tuple[dict, str]:
+    """(label names after config.finetune.label_subset, kind) of a fine-tuning config, reading no row
+    of a registered task (a BIO folder without label lists is scanned)."""
+    _, names, kind, _ = _raw_rows(finetune_config, "train", data_dir, skip_malformed)
+    return names, kind
 
 
 def in_holdout(index: int, fraction: float, seed: int) -> bool:

@@ -137,6 +137,11 @@ class FineTune(Objective):
             # many positions: NarrowBERT's query set for token tasks. 0: every position. A row with
             # more words than token_query_slots - 1 is an error naming the value it needs.
             "token_query_slots": 0,
+            # Train on part of the label space (teachers for amalgamation, configs/muka/teacher.py): keep only
+            # the rows whose sequence label (intent / label) is in the subset; the head covers the subset.
+            # "scenario:alarm,calendar" (MASSIVE scenarios), "part:k/n" (k-th of n contiguous parts of the
+            # sorted labels) or an explicit "label1,label2"; "" = every label.
+            "label_subset": "",
             # Low-resource runs: keep this share of the training rows (a fixed, seeded subset; 1 = all).
             "train_fraction": 1.0,
             # A label outside the task's label inventory: "error" (naming file:line; skip_malformed skips
