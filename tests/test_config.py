@@ -52,7 +52,7 @@ def test_string_choices_fail_naming_the_key():
         atm_config.validate(config)
     config = atm_config.default_config("mlm")
     config.objective = "nonsense"
-    with pytest.raises(ValueError, match=r"config\.objective='nonsense' is not registered \(registered: distill"):
+    with pytest.raises(ValueError, match=r"config\.objective='nonsense' is not registered \(registered: amalgamate, distill"):
         atm_config.validate(config)
 
 
