@@ -12,7 +12,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from atm import config as atm_config
+from atm import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: metrics, checkpoints, resolved config.")
@@ -60,31 +60,11 @@ def main(argv):
 
 def load_config_or_exit():
     """The --config file's ConfigDict; a file that is missing or fails to load exits 2 with one line."""
-    try:
-        config = _CONFIG.value
-        config.objective  # noqa: B018  (a config that failed to load raises on first use)
-        return config
-    except Exception as e:  # noqa: BLE001  (a config file can fail in any way; show its message, not a traceback)
-        message = str(e).split("earlier failure to load:")[-1]
-        print(f"atm: error: --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}: "
-              f"{' '.join(message.split())}", file=sys.stderr, flush=True)
-        sys.exit(2)
+    return cli.load_config_or_exit("atm")
 
 
 def run():
-    try:
-        app.run(main)
-    except (AttributeError, KeyError) as e:  # an unknown --config.x.y override (ml_collections names the nearest)
-        overrides = [a.split("=")[0] for a in sys.argv[1:] if a.startswith("--config.")]
-        renamed = [m for m in map(atm_config.renamed_key_message, overrides) if m]
-        if renamed:
-            print(f"atm: error: {'; '.join(renamed)}", file=sys.stderr)
-            sys.exit(2)
-        while isinstance(e, BaseException) and e.args:  # ml_collections wraps a KeyError in an AttributeError
-            e = e.args[0]
-        message = " ".join(str(e).split())
-        print(f"atm: error: unknown config key among {', '.join(overrides)}: {message}", file=sys.stderr)
-        sys.exit(2)
+    cli.run(main, "atm")
 
 
 if __name__ == "__main__":
