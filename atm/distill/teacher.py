@@ -223,6 +223,19 @@ class Teachers:
         sharding.check_divisible(abstract, shardings)
         return jax.device_put(params, shardings)
 
+    def random_params(self, mesh, seed: int = 0) -> dict[str, Any]:
+        """{name: freshly initialised params} sharded like `shard`'s: for benchmarks of a step with a
+        teacher known by its shapes alone. Never a teacher to distil from."""
+        out = {}
+        for name in self.runs:
+            boxed = self._boxed(name, mesh)
+            shardings = sharding.logical_sharding(mesh, nn.get_partition_spec(boxed))
+            init = jax.jit(lambda r, n=name: nn.unbox(self.models[n].init(r, *self.example_args))["params"],
+                           out_shardings=shardings)
+            with sharding.MeshContext(mesh):
+                out[name] = init(jax.random.key(seed))
+        return out
+
     def apply(self, frozen: dict, name: str, *args, rng: jax.Array | None = None, **kwargs):
         """Teacher `name`'s forward on `frozen[name]`: deterministic, or with dropout drawn from `rng`."""
         model = self.models[name] if rng is None else self.dropout_models[name]
