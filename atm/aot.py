@@ -132,6 +132,7 @@ def check(config, devices, chip: Chip | None, devices_per_chip: int = 1, topolog
     trainer = built.trainer
     abstract = trainer.abstract_state()
     params = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(abstract.params))
+    frozen = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(built.objective.frozen_abstract(mesh)))
     lowered = trainer.lower(abstract, trainer.abstract_batch())
     start = time.perf_counter()
     refusal = None
@@ -162,7 +163,7 @@ def check(config, devices, chip: Chip | None, devices_per_chip: int = 1, topolog
         "mesh": {k: int(v) for k, v in mesh.shape.items()},
         "batch": config.train.batch_size, "seq_len": config.data.seq_len,
         "grad_accum_steps": config.train.grad_accum_steps, "remat_policy": config.model.remat_policy,
-        "params": int(params),
+        "params": int(params), "frozen_params": int(frozen),  # frozen: teachers inside the step
         "per_chip_bytes": {k: v * devices_per_chip for k, v in per_device.items()},
         "per_chip_total_bytes": total_device * devices_per_chip,
         "per_chip_total_gib": round(total_device * devices_per_chip / GiB, 3),

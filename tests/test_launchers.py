@@ -89,6 +89,9 @@ def test_a_killed_worker_fails_the_launcher_fast(tmp_path):
     assert "worker 1 of 2 exited with code 137; stopping the other workers" in stderr
     assert "on a healthy slice: not retrying" in stderr
     assert elapsed < 5 + 20, elapsed  # --stop_grace, plus the time the survivor takes to stop
+    from atm.checkpoint import Checkpointer  # no checkpoint is left half-written: the newest one restores
+    step, params = Checkpointer(str(tmp_path / "pod" / "checkpoints"), 3, False).latest_intact_params("the pod run")
+    assert step >= 2 and all(np.isfinite(x).all() for x in __import__("jax").tree_util.tree_leaves(params))
 
 
 def test_a_preempted_slice_is_recreated_and_the_run_resumes(tmp_path):
