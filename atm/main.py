@@ -39,6 +39,27 @@ def main(argv):
     if not os.environ.get("ATM_VERBOSE"):
         logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
     initialize_distributed()
+    try:
+        run_training()
+    except BaseException as e:  # noqa: BLE001
+        import jax
+        if jax.process_count() == 1:
+            raise
+        # Several processes: exit NOW with this code. At a normal exit jax.distributed's shutdown barrier
+        # waits for the peers, so a failed process (a lost peer, a gloo timeout, a bad value) would hang
+        # there instead of ending, and its launcher would never see the failure.
+        code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 1
+        if not isinstance(e, SystemExit):
+            import traceback
+            traceback.print_exc()
+        print(f"atm: process {jax.process_index()} of {jax.process_count()} exits with code {code}", file=sys.stderr,
+              flush=True)
+        sys.stdout.flush()
+        os._exit(code)
+
+
+def run_training():
+    """train_and_evaluate with its errors as one line and an exit code (128 + signal after a preemption)."""
     from atm import preemption, train
 
     config = load_config_or_exit()

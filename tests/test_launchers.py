@@ -77,7 +77,7 @@ def test_a_killed_worker_fails_the_launcher_fast(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         log = tmp_path / "logs" / "attempt_0" / "worker_0.log"
-        _wait_for(lambda: log.exists() and "[step 4/" in log.read_text(), 300)
+        _wait_for(lambda: log.exists() and "[step 4/" in log.read_text(), 600, launcher)
         pid = int((tmp_path / "fake_slice" / "worker_1" / "atm_run.pid").read_text())
         os.kill(pid, signal.SIGKILL)
         killed_at = time.time()
@@ -104,7 +104,7 @@ def test_a_preempted_slice_is_recreated_and_the_run_resumes(tmp_path):
 
     def preempt():  # what a spot reclaim does: the slice goes away and every worker gets SIGTERM
         log = tmp_path / "logs" / "attempt_0" / "worker_0.log"
-        _wait_for(lambda: log.exists() and "[step 3/" in log.read_text(), 300)
+        _wait_for(lambda: log.exists() and "[step 3/" in log.read_text(), 600, launcher)
         state_path = tmp_path / "fake_slice" / "state.json"
         state = json.loads(state_path.read_text())
         state["qr"] = "SUSPENDED"
@@ -165,9 +165,13 @@ def test_dry_run_prints_every_gcloud_command(tmp_path):
     assert not (tmp_path / "gcloud_calls.jsonl").exists()  # nothing was run
 
 
-def _wait_for(condition, timeout):
+def _wait_for(condition, timeout, process=None):
+    """Until `condition()`; fails at once, with its output, when `process` ends first."""
     deadline = time.time() + timeout
     while not condition():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"exited with {process.returncode} before the condition: "
+                                 f"{(process.stderr.read() if process.stderr else '')[-3000:]}")
         if time.time() > deadline:
             raise TimeoutError("condition not reached")
         time.sleep(0.2)
@@ -205,7 +209,7 @@ def test_slurm_preemption_requeues_and_the_requeued_job_resumes(tmp_path):
     job = subprocess.Popen(["bash", "launch/slurm.sbatch", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     log = tmp_path / "run" / "logs" / f"slurm-{env['SLURM_JOB_ID']}-task0.log"
-    _wait_for(lambda: log.exists() and "[step 3/" in log.read_text(), 300)
+    _wait_for(lambda: log.exists() and "[step 3/" in log.read_text(), 600, job)
     job.send_signal(signal.SIGTERM)  # what --signal=B:TERM sends the batch shell
     _, stderr = job.communicate(timeout=300)
     assert job.returncode == 143, stderr[-3000:]
