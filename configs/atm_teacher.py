@@ -15,13 +15,19 @@ Checked ahead of time on a CPU (no TPU) with `python -m atm.aot` (docs/benchmark
     python -m atm.aot --config=configs/atm_teacher.py:2p3b --topology=v5e:8x8
     python -m atm.aot --config=configs/atm_teacher.py:9p3b --topology=v5p:4x4x4
     python -m atm.aot --config=configs/atm_teacher.py:9p3b --topology=v5e:16x16 --num_slices=2 \\
-        --config.mesh.dcn_data=2                          (two v5e-256 slices, data-parallel over DCN)
+        --config.mesh.dcn_data=2             (two v5e-256 slices, data-parallel over DCN; not measured)
 
 Measured per-chip memory (arguments + outputs + temporaries − donated aliases, XLA's memory_analysis of
-the compiled step, libtpu 0.0.42, 2026-12-02): see the table in docs/benchmarks.md, copied here:
-  700m @ v5e:4x4,  batch 256×512: MEASURED_700M
-  2p3b @ v5e:8x8,  batch 512×512: MEASURED_2P3B
-  9p3b @ v5p:4x4x4, batch 1024×512: MEASURED_9P3B
+the compiled step, libtpu 0.0.42.1, 2026-12-02, on the shared 2-core CPU at load 12–16; measured before the
+gradient-accumulation carry was constrained to the params' sharding, commit "train: the gradient-accumulation
+carry ..."; docs/benchmarks.md has the full lines):
+  700m @ v5e:4x4,   batch 256×512 in 8 micro-batches: 9.29 of 15.75 GiB per chip (fits; temporaries 8.47 GiB),
+                    compile 364 s, ≥ 0.20 s per step at 100% of peak (0.50 s at 40%)
+  2p3b @ v5e:8x8,   batch 512×512 in 16 micro-batches: 15.56 of 15.75 GiB (fits, 1% headroom), compile 317 s,
+                    ≥ 0.31 s per step (0.77 s at 40%)
+  9p3b @ v5p:4x4x4, batch 1024×512 in 4 micro-batches: does NOT fit: XLA:TPU refused (temporaries 214 GiB per
+                    95 GiB chip), `python -m atm.aot` exits 1. Not yet re-measured with more micro-batches
+                    (--config.train.grad_accum_steps=16), --config.model.remat_policy=full or a larger slice.
 """
 from atm.config import default_config
 from atm.models import presets
