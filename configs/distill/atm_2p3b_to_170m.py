@@ -14,7 +14,9 @@ Checked ahead of time on a CPU with the teacher known by its config alone (no we
     python -m atm.aot --config=configs/distill/atm_2p3b_to_170m.py --topology=v5e:4x4 \\
         --config.distill.teacher=shapes:configs/atm_teacher.py:2p3b
 
-Measured (libtpu 0.0.42, 2026-12-02; docs/benchmarks.md): MEASURED_DISTILL
+Measured (libtpu 0.0.42.1, 2026-12-02, shared 2-core CPU at load ~13; docs/benchmarks.md): the whole batch of
+1024×64 in one step needs 19.44 GiB of temporaries per v5e chip (XLA:TPU refused it; atm.aot exits 1), so this
+config takes 4 micro-batches of 256; DISTILL_ACCUM4
 """
 from atm.config import default_config
 from atm.models import presets
