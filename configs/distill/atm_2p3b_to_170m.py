@@ -16,7 +16,8 @@ Checked ahead of time on a CPU with the teacher known by its config alone (no we
 
 Measured (libtpu 0.0.42.1, 2026-12-02, shared 2-core CPU at load ~13; docs/benchmarks.md): the whole batch of
 1024×64 in one step needs 19.44 GiB of temporaries per v5e chip (XLA:TPU refused it; atm.aot exits 1), so this
-config takes 4 micro-batches of 256; DISTILL_ACCUM4
+config takes 4 micro-batches of 256, whose compile did not finish in the session (starved at load ~20):
+not measured yet.
 """
 from atm.config import default_config
 from atm.models import presets
