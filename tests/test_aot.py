@@ -28,8 +28,9 @@ def test_700m_teacher_fits_a_v5e_4x4_slice():
     assert record["mesh"] == {"data": 1, "fsdp": 16, "tensor": 1}
     assert 1.0e9 < record["params"] < 1.2e9  # 700M non-embedding + 250,002 x 1536 embeddings
     per_chip = record["per_chip_bytes"]
-    # the state (fp32 params and AdamW's two moments) FSDP-sharded over 16 chips, plus 1/16 of the batch
-    assert per_chip["argument"] == pytest.approx(record["params"] * 12 / 16, rel=0.05)
+    # the state (fp32 params and AdamW's two moments) FSDP-sharded over 16 chips, plus 1/16 of the batch;
+    # TPU layouts pad the head size 96 to 128 lanes (measured: 888.1 MB against 821.8 MB unpadded)
+    assert per_chip["argument"] == pytest.approx(record["params"] * 12 / 16, rel=0.1)
     assert per_chip["alias"] == pytest.approx(per_chip["output"], rel=0.01)
     assert record["per_chip_total_bytes"] == (per_chip["argument"] + per_chip["output"] + per_chip["temp"]
                                               - per_chip["alias"])
