@@ -10,7 +10,8 @@ On a GPU (meant: one H200, Python 3.12, jax 0.11 with its CUDA plugin, no Tensor
   narrowbert_base NarrowBERT 2sf:10sf vs BERT at the base shape (configs/bench/narrowbert.py:base), bf16
   distill_2p3b_170m  the 170M student's distillation step with the 2.3B teacher in it
                   (configs/distill/atm_2p3b_to_170m.py, teacher weights random: `shapes:` teacher), batch 64×64
-  electra         not in atm yet (no ELECTRA objective): a row saying so
+  electra         the ELECTRA step (configs/electra.py:base, bf16, batch 32×128) when atm has the objective,
+                  else a row saying so
 
 Without a GPU it says so on stderr and in the table, and runs the same rows at tiny sizes on the CPU
 (so the script itself is checked anywhere); those figures are not GPU figures. A row that fails is
@@ -83,7 +84,12 @@ def cases(on_gpu: bool) -> list[tuple[str, callable]]:
         from atm import objectives
         if "electra" not in objectives.names():
             return {"skipped": "atm has no ELECTRA objective yet (atm/models/electra.py holds the model only)"}
-        return bench.benchmark(_config("configs/electra/base.py"), "train", steps, 2)
+        if on_gpu:  # configs/electra.py (on main since this was written): base shape, bf16, a short batch
+            config = _config("configs/electra.py:base", **{"model.dtype": "bfloat16", "train.batch_size": 32,
+                                                           "data.seq_len": 128, "data.source": "synthetic"})
+        else:
+            config = _config("configs/electra.py:tiny", **{"train.batch_size": 8, "data.seq_len": 32})
+        return bench.benchmark(config, "train", steps, 2)
 
     return [("bert_base_mlm", bert_base), ("narrowbert_base", narrow), ("distill_2p3b_170m", distill),
             ("electra", electra)]
