@@ -48,6 +48,9 @@ EXTRAS = {
         "uv>=0.13.9,<0.14",  # .ci/check_resolution.py resolves the ranges above for Python 3.12 and 3.13
     ],
     "tpu": ["jax[tpu]>=0.10.2,<0.11"],
+    # libtpu without a TPU: `python -m atm.aot --topology=...` compiles for TPU topologies on a CPU
+    # (tests/test_aot.py); the Makefile's test install includes it
+    "tpu_aot": ["jax[tpu]>=0.10.2,<0.11"],
     "cuda": ["jax[cuda12]>=0.10.2,<0.11"],
 }
 

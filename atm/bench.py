@@ -151,6 +151,9 @@ def atm_runner(config, mode: str = "train") -> tuple[Runner, dict]:
     vocab = BenchVocabulary(size=config.model.vocab_size)
     built = build(config, "", vocab=vocab)
     objective, trainer = built.objective, built.trainer
+    teachers = getattr(objective, "teachers", None)
+    if teachers is not None and all(run.shapes_only for run in teachers.runs.values()):
+        trainer.frozen = teachers.random_params(trainer.mesh, config.seed)  # shapes:... teachers: random weights
     batch_size, seq_len = config.train.batch_size, config.data.seq_len
     keys = tuple(objective.example_batch(batch_size))
     batch = trainer.global_batch(random_batch(vocab, batch_size, seq_len, config.seed, keys))

@@ -12,7 +12,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from atm import config as atm_config
+from atm import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: metrics, checkpoints, resolved config.")
@@ -39,6 +39,27 @@ def main(argv):
     if not os.environ.get("ATM_VERBOSE"):
         logging.set_verbosity(logging.WARNING)  # orbax is chatty at INFO
     initialize_distributed()
+    try:
+        run_training()
+    except BaseException as e:  # noqa: BLE001
+        import jax
+        if jax.process_count() == 1:
+            raise
+        # Several processes: exit NOW with this code. At a normal exit jax.distributed's shutdown barrier
+        # waits for the peers, so a failed process (a lost peer, a gloo timeout, a bad value) would hang
+        # there instead of ending, and its launcher would never see the failure.
+        code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 1
+        if not isinstance(e, SystemExit):
+            import traceback
+            traceback.print_exc()
+        print(f"atm: process {jax.process_index()} of {jax.process_count()} exits with code {code}", file=sys.stderr,
+              flush=True)
+        sys.stdout.flush()
+        os._exit(code)
+
+
+def run_training():
+    """train_and_evaluate with its errors as one line and an exit code (128 + signal after a preemption)."""
     from atm import preemption, train
 
     config = load_config_or_exit()
@@ -60,31 +81,11 @@ def main(argv):
 
 def load_config_or_exit():
     """The --config file's ConfigDict; a file that is missing or fails to load exits 2 with one line."""
-    try:
-        config = _CONFIG.value
-        config.objective  # noqa: B018  (a config that failed to load raises on first use)
-        return config
-    except Exception as e:  # noqa: BLE001  (a config file can fail in any way; show its message, not a traceback)
-        message = str(e).split("earlier failure to load:")[-1]
-        print(f"atm: error: --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}: "
-              f"{' '.join(message.split())}", file=sys.stderr, flush=True)
-        sys.exit(2)
+    return cli.load_config_or_exit("atm")
 
 
 def run():
-    try:
-        app.run(main)
-    except (AttributeError, KeyError) as e:  # an unknown --config.x.y override (ml_collections names the nearest)
-        overrides = [a.split("=")[0] for a in sys.argv[1:] if a.startswith("--config.")]
-        renamed = [m for m in map(atm_config.renamed_key_message, overrides) if m]
-        if renamed:
-            print(f"atm: error: {'; '.join(renamed)}", file=sys.stderr)
-            sys.exit(2)
-        while isinstance(e, BaseException) and e.args:  # ml_collections wraps a KeyError in an AttributeError
-            e = e.args[0]
-        message = " ".join(str(e).split())
-        print(f"atm: error: unknown config key among {', '.join(overrides)}: {message}", file=sys.stderr)
-        sys.exit(2)
+    cli.run(main, "atm")
 
 
 if __name__ == "__main__":

@@ -46,15 +46,19 @@ class MeshError(ValueError):
     pass
 
 
+DCN_AXES = tuple(f"dcn_{axis}" for axis in MESH_AXES)  # across slices (multi-slice TPU): config.mesh.dcn_data, ...
+
+
 def resolve_mesh_shape(mesh_config: dict, num_devices: int) -> tuple[int, ...]:
     """Turn {'data': -1, 'fsdp': 2, 'tensor': 1} into concrete sizes.
 
     At most one axis may be -1 ("the rest"). Raises MeshError naming the
-    config keys when the sizes do not multiply to the device count.
+    config keys when the sizes do not multiply to the device count. `dcn_*`
+    keys are ignored here (see `resolve_hybrid_mesh_shape`).
     """
-    unknown = sorted(set(mesh_config) - set(MESH_AXES))
+    unknown = sorted(set(mesh_config) - set(MESH_AXES) - set(DCN_AXES))
     if unknown:
-        raise MeshError(f"config.mesh has unknown axes {unknown}; valid axes are {list(MESH_AXES)}")
+        raise MeshError(f"config.mesh has unknown axes {unknown}; valid axes are {list(MESH_AXES + DCN_AXES)}")
     sizes = [int(mesh_config.get(axis, 1)) for axis in MESH_AXES]
     rest = [i for i, s in enumerate(sizes) if s == -1]
     if len(rest) > 1:
@@ -75,13 +79,41 @@ def resolve_mesh_shape(mesh_config: dict, num_devices: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+def num_slices(devices: Sequence[jax.Device]) -> int:
+    """How many slices (TPU pods joined over the data-centre network) `devices` span; 1 without slices."""
+    return len({getattr(d, "slice_index", 0) for d in devices})
+
+
+def resolve_hybrid_mesh_shape(mesh_config: dict, devices: Sequence[jax.Device]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(per-slice ICI sizes, across-slice DCN sizes) of config.mesh over `devices`.
+
+    `data`/`fsdp`/`tensor` are sizes inside one slice (-1: the rest of a slice); `dcn_data`/`dcn_fsdp`/
+    `dcn_tensor` multiply them across slices, as MaxText's ici_* and dcn_* knobs. Their product must be
+    the number of slices the devices span."""
+    dcn = [int(mesh_config.get(axis, 1)) for axis in DCN_AXES]
+    if any(s < 1 for s in dcn):
+        raise MeshError(f"config.mesh DCN sizes must be >= 1, got {dict(zip(DCN_AXES, dcn))}")
+    slices, set_dcn = num_slices(devices), {a: s for a, s in zip(DCN_AXES, dcn) if s > 1}
+    if slices == 1 and set_dcn:
+        raise MeshError(f"config.mesh sets DCN axes {set_dcn} but the {len(devices)} devices form one slice; "
+                        f"DCN axes need a multi-slice topology (atm.aot --num_slices={math.prod(dcn)}), "
+                        f"else leave config.mesh.dcn_* at 1")
+    if math.prod(dcn) != slices:
+        raise MeshError(f"the devices span {slices} slices but config.mesh DCN axes {dict(zip(DCN_AXES, dcn))} "
+                        f"multiply to {math.prod(dcn)}; set e.g. config.mesh.dcn_data={slices}")
+    return resolve_mesh_shape(mesh_config, len(devices) // slices), tuple(dcn)
+
+
 def make_mesh(mesh_config: dict, devices: Sequence[jax.Device] | None = None) -> Mesh:
     devices = list(devices if devices is not None else jax.devices())
-    shape = resolve_mesh_shape(dict(mesh_config), len(devices))
+    ici, dcn = resolve_hybrid_mesh_shape(dict(mesh_config), devices)
+    if math.prod(dcn) > 1:
+        device_array = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices)
+        return Mesh(device_array, MESH_AXES)
     try:
-        device_array = mesh_utils.create_device_mesh(shape, devices)
+        device_array = mesh_utils.create_device_mesh(ici, devices)
     except Exception:  # non-TPU topologies without a physical layout
-        device_array = np.asarray(devices).reshape(shape)
+        device_array = np.asarray(devices).reshape(ici)
     return Mesh(device_array, MESH_AXES)
 
 

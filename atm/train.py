@@ -156,13 +156,19 @@ class Trainer:
         if accum == 1:
             grads, sums = grad_fn(state.params, batch, loss_rng)
         else:
+            def like_params(grads):  # the carried gradient sum is sharded as the params (else XLA may replicate it)
+                return jax.lax.with_sharding_constraint(grads, self.state_shardings.params)
+
             def body(carry, inputs):
                 micro, index = inputs
                 g, s = grad_fn(state.params, micro, jax.random.fold_in(loss_rng, index))
-                return jax.tree_util.tree_map(jnp.add, carry, (g, s)), None
+                g_sum, s_sum = carry
+                return (like_params(jax.tree_util.tree_map(jnp.add, g_sum, g)),
+                        jax.tree_util.tree_map(jnp.add, s_sum, s)), None
             micro_batches = _split_microbatches(batch, accum)
             first = jax.tree_util.tree_map(lambda x: x[0], micro_batches)
             zeros = jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(grad_fn, state.params, first, loss_rng))
+            zeros = (like_params(zeros[0]), zeros[1])
             (grads, sums), _ = jax.lax.scan(body, zeros, (micro_batches, jnp.arange(accum)))
         weight = jnp.maximum(sums["weight"], 1.0)
         grads = jax.tree_util.tree_map(lambda g: g / weight, grads)

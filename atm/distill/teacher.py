@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -49,8 +50,16 @@ class Run:
             cfg["dtype"] = dtype
         return EncoderConfig(**cfg)
 
+    @property
+    def shapes_only(self) -> bool:
+        """A teacher named by its config (`shapes:configs/X.py[:arg]`): shapes for `python -m atm.aot`, no weights."""
+        return self.directory.startswith(SHAPES_PREFIX)
+
     def read_params(self) -> tuple[int, Any]:
         """(step, host params) of the newest intact checkpoint."""
+        if self.shapes_only:
+            raise ValueError(f"{self.key}={self.directory!r} names a teacher by its config: it has shapes but no "
+                             f"weights (for python -m atm.aot); train with a finished run directory instead")
         step, params = self.checkpoints.latest_intact_params(f"{self.key}={self.directory!r}")
         return step, jax.device_get(params)
 
@@ -64,11 +73,22 @@ class Run:
         return self.directory
 
 
+SHAPES_PREFIX = "shapes:"
+
+
 def load_run(directory: str, key: str, objectives: tuple[str, ...]) -> Run:
     """The run in `directory` (config and vocabulary; no weights). `objectives`: the objectives the
-    run may have been trained with."""
+    run may have been trained with. `shapes:configs/X.py[:arg]` is a teacher known by its config alone
+    (no checkpoint, no vocabulary file): enough to compile a step ahead of time, not to train."""
     if not directory:
         raise ValueError(f"{key} is empty: set it to a finished atm run directory")
+    if directory.startswith(SHAPES_PREFIX):
+        from atm import config as atm_config
+
+        config = atm_config.load_config_file(directory[len(SHAPES_PREFIX):])
+        if config.objective not in objectives:
+            raise ValueError(f"{key}={directory!r} is a {config.objective!r} config; this needs one of {list(objectives)}")
+        return Run(directory, config, "", key)
     directory = os.path.abspath(directory)
     config_path = os.path.join(directory, "config.json")
     if not os.path.exists(config_path):
@@ -107,6 +127,8 @@ def vocabulary_digest(path: str) -> str:
 
 def check_same_vocabulary(run: Run, vocab, key: str):
     """Distillation and weight copying compare token ids, so the vocabularies must be the same content."""
+    if run.shapes_only:
+        return  # no vocabulary file: the callers compare vocabulary sizes
     mine = vocabulary_location(vocab)
     if vocabulary_digest(run.vocab_path) != vocabulary_digest(mine):
         raise ValueError(
@@ -124,6 +146,8 @@ def parse_teachers(spec: str, key: str) -> list[tuple[str, str]]:
     for entry in entries:
         name, _, directory = entry.rpartition("=")
         base = name or os.path.basename(os.path.normpath(directory)) or "teacher"
+        if not name and directory.startswith(SHAPES_PREFIX):  # shapes:configs/atm_teacher.py:2p3b → atm_teacher_2p3b
+            base = re.sub(r"\W", "_", base.replace(".py", "")) or "teacher"
         name, n = base, 1
         while name in dict(named):
             n += 1
@@ -198,6 +222,19 @@ class Teachers:
         shardings = sharding.logical_sharding(mesh, nn.get_partition_spec(boxed))
         sharding.check_divisible(abstract, shardings)
         return jax.device_put(params, shardings)
+
+    def random_params(self, mesh, seed: int = 0) -> dict[str, Any]:
+        """{name: freshly initialised params} sharded like `shard`'s: for benchmarks of a step with a
+        teacher known by its shapes alone. Never a teacher to distil from."""
+        out = {}
+        for name in self.runs:
+            boxed = self._boxed(name, mesh)
+            shardings = sharding.logical_sharding(mesh, nn.get_partition_spec(boxed))
+            init = jax.jit(lambda r, n=name: nn.unbox(self.models[n].init(r, *self.example_args))["params"],
+                           out_shardings=shardings)
+            with sharding.MeshContext(mesh):
+                out[name] = init(jax.random.key(seed))
+        return out
 
     def apply(self, frozen: dict, name: str, *args, rng: jax.Array | None = None, **kwargs):
         """Teacher `name`'s forward on `frozen[name]`: deterministic, or with dropout drawn from `rng`."""
