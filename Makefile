@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install bench bench-gpu bench-gpu-wheels clean
+.PHONY: demo test test-heavy install bench bench-gpu bench-gpu-wheels clean
 
 $(STAMP): setup.py requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --durations=15 tests
+
+# The tests marked heavy (pytest.ini): TPU compile of the 700M teacher, launcher and SLURM runs, bench-gpu.
+test-heavy: $(STAMP)
+	$(PY) -m pytest -n 2 --durations=15 -m heavy tests
 
 bench: $(STAMP)
 	$(PY) -m atm.bench --config=configs/bench/bert_small.py --mode=train --peer=hf

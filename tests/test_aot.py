@@ -21,6 +21,7 @@ def aot(*args, timeout=900):
     return result, (json.loads(lines[-1]) if lines else None)
 
 
+@pytest.mark.heavy
 def test_700m_teacher_fits_a_v5e_4x4_slice():
     result, record = aot("--config=configs/atm_teacher.py:700m", "--topology=v5e:4x4")
     assert result.returncode == 0, result.stderr[-3000:]

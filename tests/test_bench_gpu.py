@@ -1,6 +1,7 @@
 """`make bench-gpu`'s path runs where the GPU machine is: no TensorFlow, seqio, tensorflow-datasets,
 tensorflow-text or clu. Here every import of them is blocked, and the script runs once on the CPU at tiny
 sizes (its fallback), writing its table."""
+import pytest
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ sys.exit(atm.bench_gpu.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.heavy
 def test_bench_gpu_runs_without_tensorflow_seqio_or_clu(tmp_path):
     out = tmp_path / "benchmarks.md"
     out.write_text("# Benchmarks\n\nkept text\n")

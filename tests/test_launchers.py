@@ -50,6 +50,7 @@ def calls(tmp_path):
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.heavy
 def test_two_worker_pod_trains_like_one_process(tmp_path, single_losses):
     env = pod_env(tmp_path)
     result = subprocess.run(pod_command(tmp_path, tmp_path / "pod"), cwd=ROOT, env=env, capture_output=True,
@@ -69,6 +70,7 @@ def test_two_worker_pod_trains_like_one_process(tmp_path, single_losses):
         assert "Summary" in log if i == 0 else "Traceback" not in log
 
 
+@pytest.mark.heavy
 def test_a_killed_worker_fails_the_launcher_fast(tmp_path):
     env = pod_env(tmp_path)
     args = [a for a in ARGS if not a.startswith(("--config.train.steps", "--config.checkpoint.every"))]
@@ -94,6 +96,7 @@ def test_a_killed_worker_fails_the_launcher_fast(tmp_path):
     assert step >= 2 and all(np.isfinite(x).all() for x in __import__("jax").tree_util.tree_leaves(params))
 
 
+@pytest.mark.heavy
 def test_a_preempted_slice_is_recreated_and_the_run_resumes(tmp_path):
     env = pod_env(tmp_path)
     args = [a for a in ARGS if not a.startswith(("--config.train.steps", "--config.checkpoint.every",
@@ -187,6 +190,7 @@ def slurm_env(tmp_path):
                 XLA_FLAGS="--xla_force_host_platform_device_count=4")
 
 
+@pytest.mark.heavy
 def test_slurm_two_tasks_train_like_one_process(tmp_path, single_losses):
     """The batch script under a fake srun that sets what srun sets: jax.distributed's SLURM auto-detection
     joins the two tasks (coordinator localhost:port from the job id) and they train like 1 process."""
@@ -200,6 +204,7 @@ def test_slurm_two_tasks_train_like_one_process(tmp_path, single_losses):
     assert not (tmp_path / "scontrol.log").exists()
 
 
+@pytest.mark.heavy
 def test_slurm_preemption_requeues_and_the_requeued_job_resumes(tmp_path):
     env = slurm_env(tmp_path)
     args = [a for a in ARGS if not a.startswith(("--config.train.steps", "--config.checkpoint.every",
