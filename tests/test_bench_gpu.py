@@ -1,10 +1,11 @@
 """`make bench-gpu`'s path runs where the GPU machine is: no TensorFlow, seqio, tensorflow-datasets,
 tensorflow-text or clu. Here every import of them is blocked, and the script runs once on the CPU at tiny
 sizes (its fallback), writing its table."""
-import pytest
 import os
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCKED = ("tensorflow", "seqio", "tensorflow_datasets", "tensorflow_text", "clu")
