@@ -94,3 +94,21 @@ def test_bad_model_values_are_named():
         EncoderConfig(**{**BASE, "activation": "swish2"})
     with pytest.raises(ValueError, match="attention_impl='einsum'"):
         EncoderConfig(**{**BASE, "attention_dropout": 0.1})
+
+
+def test_sinusoidal_position_start():
+    """position_init="sinusoidal" starts the learned position table at Vaswani's sin/cos, RMS = initializer_range;
+    the parameters are the same ones "normal" makes (same shape), so checkpoints and exports do not change."""
+    cfg = EncoderConfig(vocab_size=50, num_layers=1, hidden_size=16, num_heads=2, ffn_size=32, max_positions=16)
+    _, normal = _params(cfg)
+    _, sinus = _params(EncoderConfig(**{**cfg.__dict__, "position_init": "sinusoidal"}))
+    table = np.asarray(sinus["params"]["encoder"]["embeddings"]["position_embeddings"]["embedding"])
+    assert table.shape == normal["params"]["encoder"]["embeddings"]["position_embeddings"]["embedding"].shape
+    pos, i = np.arange(16)[:, None], np.arange(8)[None, :]
+    angle = pos / 10000 ** (2 * i / 16)
+    expected = np.empty((16, 16))
+    expected[:, 0::2], expected[:, 1::2] = np.sin(angle), np.cos(angle)
+    np.testing.assert_allclose(table, expected * 0.02 * 2 ** 0.5, atol=1e-7)
+    assert np.sqrt(np.mean(table ** 2)) == pytest.approx(0.02, rel=1e-6)
+    with pytest.raises(ValueError, match="config.model.position_init"):
+        EncoderConfig(**{**cfg.__dict__, "position_init": "rope"})

@@ -32,6 +32,9 @@ REMAT_POLICIES = {
     "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
 NARROW_ATTENTION = ("auto", "folded", "unfolded")  # see atm/models/narrow.py folds_attention
+# How learned position embeddings start. "sinusoidal": the Transformer's sin/cos table at the scale of the
+# other embeddings; offsets are then linear maps of it, so attention to neighbours is learnable from step 0.
+POSITION_INITS = ("normal", "sinusoidal")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -58,6 +61,7 @@ class EncoderConfig:
     scan_layers: bool = False
     remat_policy: str = "none"
     initializer_range: float = 0.02
+    position_init: str = "normal"  # POSITION_INITS; only the starting values differ, the parameters are the same
     # NarrowBERT layer arrangement, e.g. "2sf:10sf" or ContextFirst "12s:12f" (atm/models/narrow.py);
     # "" keeps all layers full. Narrow layers reuse the full layers' parameters.
     arrangement: str = ""
@@ -73,6 +77,7 @@ class EncoderConfig:
             "dtype": (self.dtype, DTYPES),
             "param_dtype": (self.param_dtype, DTYPES),
             "narrow_attention": (self.narrow_attention, NARROW_ATTENTION),
+            "position_init": (self.position_init, POSITION_INITS),
         }
         for key, (value, valid) in checks.items():
             if value not in valid:
@@ -110,6 +115,18 @@ class EncoderConfig:
 def normal_init(cfg: EncoderConfig, names: tuple[str | None, ...]):
     """N(0, initializer_range²), BERT's weight initialiser."""
     return nn.with_logical_partitioning(nn.initializers.normal(cfg.initializer_range), names)
+
+
+def sinusoidal_init(cfg: EncoderConfig, names: tuple[str | None, ...]):
+    """sin/cos of position × 10000^(-2i/width) (Vaswani et al.), scaled to RMS `initializer_range`."""
+    def init(key, shape, dtype=jnp.float32):
+        del key
+        positions, width = shape
+        rates = 1.0 / 10000.0 ** (jnp.arange(0, width, 2) / width)
+        angles = jnp.arange(positions)[:, None] * rates[None, :]
+        table = jnp.zeros(shape).at[:, 0::2].set(jnp.sin(angles)).at[:, 1::2].set(jnp.cos(angles[:, :width // 2]))
+        return (table * cfg.initializer_range * 2 ** 0.5).astype(dtype)
+    return nn.with_logical_partitioning(init, names)
 
 
 def zeros_init(names):
@@ -291,7 +308,8 @@ class Embeddings(nn.Module):
         embed = functools.partial(nn.Embed, dtype=cfg.compute_dtype, param_dtype=cfg.weight_dtype)
         width = cfg.embedding_dim
         self.word_embeddings = embed(cfg.vocab_size, width, embedding_init=normal_init(cfg, ("vocab", "embed")))
-        self.position_embeddings = embed(cfg.max_positions, width, embedding_init=normal_init(cfg, ("positions", "embed")))
+        position_init = sinusoidal_init if cfg.position_init == "sinusoidal" else normal_init
+        self.position_embeddings = embed(cfg.max_positions, width, embedding_init=position_init(cfg, ("positions", "embed")))
         if cfg.type_vocab_size > 0:
             self.token_type_embeddings = embed(cfg.type_vocab_size, width, embedding_init=normal_init(cfg, ("types", "embed")))
         if not cfg.pre_layer_norm:
