@@ -83,6 +83,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "m60": ("post-LN, lr 3e-3, warmup 100, mask rate 0.6", {**FAST, **M40, "mlm.mask_rate": 0.6}),
     "m50_sinpos": ("post-LN, lr 3e-3, warmup 100, mask rate 0.5, sinusoidal start of the position embeddings",
                    {**FAST, **M40, "mlm.mask_rate": 0.5, "model.position_init": "sinusoidal"}),
+    "m50_sinpos_long": ("post-LN, lr 3e-3, warmup 100, mask rate 0.5, sinusoidal positions, the long run",
+                        {**FAST, **M40, "mlm.mask_rate": 0.5, "model.position_init": "sinusoidal"}),
     "lr3e-3_lang5": ("lr 3e-3, warmup 100, Latin-script mix: en/de/fr/es/sw only, own 8k vocab",
                      {**FAST, "data.tasks": MIX5, "vocab": "v8k_lang5"}),
 }
