@@ -42,7 +42,7 @@ MIX5 = ("mlm_text_en:0.2,mlm_text_de:0.2,mlm_text_fr:0.17,mlm_text_es:0.17,mlm_t
         "tydiqa_goldp_en:0.05,tydiqa_goldp_sw:0.05,xnli_en:0.02,xnli_de:0.02,xnli_fr:0.02,xnli_es:0.02,xnli_sw:0.02")
 M40 = {"model.pre_layer_norm": False, "mlm.mask_rate": 0.4}  # the first sweep's best: post-LN, 40% masked
 VARIANTS: dict[str, tuple[str, dict]] = {
-    "base": ("`:mini` as on main: lr 1e-3, warmup 250, pre-LN, 8k pieces, 32×128, WWM", {}),
+    "base": ("the first `:mini`: lr 1e-3, warmup 250, pre-LN, 8k pieces, 32×128, WWM", {}),
     "lr3e-3": ("lr 3e-3, warmup 100", dict(FAST)),
     "lr3e-3_postln": ("lr 3e-3, warmup 100, post-LN", {**FAST, "model.pre_layer_norm": False}),
     "lr3e-3_nodrop": ("lr 3e-3, warmup 100, dropout 0", {**FAST, "model.hidden_dropout": 0.0}),
@@ -93,6 +93,11 @@ VOCABS = {"v8k": (8000, 0.9995, {}), "v4k": (4000, 0.995, {}),
           "v8k_lang9": (8000, 0.9995, {"tasks": MIX9}), "v8k_lang5": (8000, 0.9995, {"tasks": MIX5})}
 
 
+# The `:mini` settings the sweep started from (before its recipe became `:mini`); every variant is these plus its own.
+FIRST_MINI = {"model.pre_layer_norm": True, "model.position_init": "normal", "mlm.mask_rate": 0.15,
+              "optimizer.learning_rate": 1e-3, "optimizer.warmup_steps": 250}
+
+
 def mini_config():
     spec = importlib.util.spec_from_file_location("atm_stage1_public", CONFIG)
     module = importlib.util.module_from_spec(spec)
@@ -130,7 +135,7 @@ def variant_config(name: str, steps: int, work: str):
     vocab_name = overrides.pop("vocab", "v8k")
     c.data.vocab = build_vocab(vocab_name, work)
     c.data.vocab_size = c.model.vocab_size = VOCABS[vocab_name][0]
-    for key, value in overrides.items():
+    for key, value in {**FIRST_MINI, **overrides}.items():
         section, field = key.split(".")
         c[section][field] = value
     scale = 32 * 128 / (c.train.batch_size * c.data.seq_len)  # same tokens per run whatever the batch shape
