@@ -41,6 +41,7 @@ MIX9 = ",".join(["mlm_text:0.8", "tydiqa_goldp_en:0.05", "tydiqa_goldp_sw:0.05"]
 MIX5 = ("mlm_text_en:0.2,mlm_text_de:0.2,mlm_text_fr:0.17,mlm_text_es:0.17,mlm_text_sw:0.06,"
         "tydiqa_goldp_en:0.05,tydiqa_goldp_sw:0.05,xnli_en:0.02,xnli_de:0.02,xnli_fr:0.02,xnli_es:0.02,xnli_sw:0.02")
 M40 = {"model.pre_layer_norm": False, "mlm.mask_rate": 0.4}  # the first sweep's best: post-LN, 40% masked
+M50_SINPOS = {**FAST, **M40, "mlm.mask_rate": 0.5, "model.position_init": "sinusoidal"}  # now `:mini`
 VARIANTS: dict[str, tuple[str, dict]] = {
     "base": ("the first `:mini`: lr 1e-3, warmup 250, pre-LN, 8k pieces, 32×128, WWM", {}),
     "lr3e-3": ("lr 3e-3, warmup 100", dict(FAST)),
@@ -63,9 +64,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                                {**FAST, "model.pre_layer_norm": False, "data.whole_word_masking": False,
                                 "model.hidden_dropout": 0.0, "train.batch_size": 8}),
     "postln_mask40": ("post-LN, lr 3e-3, warmup 100, mask rate 0.4 (scored at 0.15)",
-                      {**FAST, "model.pre_layer_norm": False, "mlm.mask_rate": 0.4}),
+                      {**FAST, **M40}),
     "postln_mask40_long": ("post-LN, lr 3e-3, warmup 100, mask rate 0.4 (scored at 0.15), the long run",
-                           {**FAST, "model.pre_layer_norm": False, "mlm.mask_rate": 0.4}),
+                           {**FAST, **M40}),
     "postln_lr6e-3": ("post-LN, lr 6e-3, warmup 100",
                       {"optimizer.learning_rate": 6e-3, "optimizer.warmup_steps": 100, "model.pre_layer_norm": False}),
     "m40_nowwm_nodrop": ("post-LN, lr 3e-3, warmup 100, mask rate 0.4, no whole-word masking, dropout 0",
@@ -82,9 +83,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                    {**FAST, **M40, "model.position_init": "sinusoidal"}),
     "m60": ("post-LN, lr 3e-3, warmup 100, mask rate 0.6", {**FAST, **M40, "mlm.mask_rate": 0.6}),
     "m50_sinpos": ("post-LN, lr 3e-3, warmup 100, mask rate 0.5, sinusoidal start of the position embeddings",
-                   {**FAST, **M40, "mlm.mask_rate": 0.5, "model.position_init": "sinusoidal"}),
+                   dict(M50_SINPOS)),
     "m50_sinpos_long": ("post-LN, lr 3e-3, warmup 100, mask rate 0.5, sinusoidal positions, the long run",
-                        {**FAST, **M40, "mlm.mask_rate": 0.5, "model.position_init": "sinusoidal"}),
+                        dict(M50_SINPOS)),
     "lr3e-3_lang5": ("lr 3e-3, warmup 100, Latin-script mix: en/de/fr/es/sw only, own 8k vocab",
                      {**FAST, "data.tasks": MIX5, "vocab": "v8k_lang5"}),
 }
