@@ -78,3 +78,29 @@ def test_bench_cli_against_hf():
 def test_bench_rejects_bad_mode():
     with pytest.raises(ValueError, match="--mode"):
         bench.benchmark(tiny_config(), mode="serve")
+
+
+def tiny_electra_config():
+    import configs.electra as electra_configs
+
+    c = electra_configs.get_config("tiny")
+    for key, value in TINY.items():
+        section, leaf = key.split(".")
+        c[section][leaf] = value
+    return c
+
+
+def test_bench_electra_against_the_mlm_step_of_the_same_discriminator():
+    result = bench.benchmark(tiny_electra_config(), steps=1, warmup=0)
+    electra, mlm = result["electra"], result["mlm"]
+    check_record(electra, "train")
+    check_record(mlm, "train")
+    assert result["electra_over_mlm"] == pytest.approx(electra["step_s"] / mlm["step_s"], rel=1e-2)
+    # the same discriminator encoder: ELECTRA adds its generator's own tensors and swaps the MLM head for the RTD head
+    assert electra["params"] > mlm["params"] and result["flops_ratio"] > 1.0
+    assert result["target"] == 1.35 and "interleaved" in result["note"]
+
+
+def test_bench_electra_is_timed_in_training_only():
+    with pytest.raises(ValueError, match=r"--mode=infer .*ELECTRA config is timed in training"):
+        bench.benchmark(tiny_electra_config(), mode="infer")
