@@ -90,17 +90,7 @@ def tiny_electra_config():
     return c
 
 
-def test_bench_electra_against_the_mlm_step_of_the_same_discriminator():
-    result = bench.benchmark(tiny_electra_config(), steps=1, warmup=0)
-    electra, mlm = result["electra"], result["mlm"]
-    check_record(electra, "train")
-    check_record(mlm, "train")
-    assert result["electra_over_mlm"] == pytest.approx(electra["step_s"] / mlm["step_s"], rel=1e-2)
-    # the same discriminator encoder: ELECTRA adds its generator's own tensors and swaps the MLM head for the RTD head
-    assert electra["params"] > mlm["params"] and result["flops_ratio"] > 1.0
-    assert result["target"] == 1.35 and "interleaved" in result["note"]
-
-
 def test_bench_electra_is_timed_in_training_only():
+    # The ELECTRA/MLM timing itself is a figure (configs/electra.py), not a test: two compiles, ~33 CPU seconds.
     with pytest.raises(ValueError, match=r"--mode=infer .*ELECTRA config is timed in training"):
         bench.benchmark(tiny_electra_config(), mode="infer")
