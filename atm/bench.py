@@ -21,6 +21,12 @@ background load (the 2-core dev machine is shared): train = forward with labels 
 torch.optim.AdamW step; infer = a `torch.no_grad()` forward. torch uses os.cpu_count() threads (CUDA
 when torch has it). The line then holds {"atm": {...}, "hf": {...}, "speedup_vs_hf": ...}.
 
+ELECTRA: a config with `objective="electra"` (configs/electra.py[:small]) times, in one run and on the same
+batches, ELECTRA's training step (generator + sampling + discriminator, `Trainer.train_step`) and the MLM
+training step of the same discriminator (`atm.objectives.electra.mlm_config`: same model, optimiser and mask
+slots), interleaved; the line holds {"electra": {...}, "mlm": {...}, "electra_over_mlm": median step-time
+ratio, ...} (the ELECTRA paper's claim rests on the generator costing little: target ≤ 1.35×). train only.
+
 NarrowBERT: a config with a `bench.arrangements` section (configs/bench/narrowbert.py) times, in one run
 and on the same batches, atm BERT (config.model.arrangement="", MLM head at the masked slots only) and
 each listed arrangement: training steps (`Trainer.train_step`, the masks of a step identical for all)
@@ -311,6 +317,11 @@ def benchmark(config, mode: str = "train", steps: int = 10, warmup: int = 2, pee
     """The JSON record: atm's alone, or {"atm", "hf", "speedup_vs_hf", "note"} with `peer="hf"`."""
     if peer not in ("", "none", "hf"):
         raise ValueError(f"--peer={peer!r}: use 'hf' or leave it empty")
+    if config.objective == "electra":
+        if mode != "train" or peer not in ("", "none"):
+            raise ValueError(f"--mode={mode} --peer={peer!r}: an ELECTRA config is timed in training against the "
+                             "MLM step of the same discriminator (use --mode=train, no --peer)")
+        return electra_vs_mlm(config, steps, warmup)
     atm, host_batch = atm_runner(config, mode)
     if peer != "hf":
         (timing,) = time_runners([atm], steps, warmup)
@@ -323,6 +334,29 @@ def benchmark(config, mode: str = "train", steps: int = 10, warmup: int = 2, pee
             "speedup_vs_hf": round(atm_record["tokens_per_s"] / hf_record["tokens_per_s"], 3),
             "speedup_vs_hf_best_step": round(hf_record["step_s_min"] / atm_record["step_s_min"], 3),
             "note": HF_HEAD_NOTE[hf_head] + "; atm and hf steps are timed interleaved"}
+
+
+ELECTRA_TARGET = 1.35  # the ELECTRA step's time over the MLM step's (issue 16)
+
+
+def electra_vs_mlm(config, steps: int = 10, warmup: int = 2) -> dict:
+    """ELECTRA's training step against the MLM training step of the same discriminator, on the same
+    batches (`random_batch` of the same seed), steps interleaved. One record."""
+    from atm.objectives.electra import mlm_config
+
+    electra, _ = atm_runner(config, "train")
+    mlm, _ = atm_runner(mlm_config(config), "train")
+    electra_timing, mlm_timing = time_runners([electra, mlm], steps, warmup)
+    e, m = electra.record(electra_timing), mlm.record(mlm_timing)
+    ratio = e["step_s"] / m["step_s"]
+    return {"mode": "train", "objective": "electra", "batch": e["batch"], "seq_len": e["seq_len"],
+            "electra": e, "mlm": m, "electra_over_mlm": round(ratio, 3),
+            "electra_over_mlm_best_step": round(e["step_s_min"] / m["step_s_min"], 3),
+            "flops_ratio": round(e["flops_per_token"] / m["flops_per_token"], 3),
+            "target": ELECTRA_TARGET, "within_target": ratio <= ELECTRA_TARGET,
+            "note": ("electra = generator + Gumbel-max replacement + discriminator on every token; mlm = the same "
+                     "discriminator's encoder with its MLM head at the masked slots (BERT 80/10/10 masking, the same "
+                     "slots); both full training steps (AdamW), timed interleaved on the same batches")}
 
 
 def split_bench_section(config) -> tuple[Any, dict]:

@@ -78,3 +78,19 @@ def test_bench_cli_against_hf():
 def test_bench_rejects_bad_mode():
     with pytest.raises(ValueError, match="--mode"):
         bench.benchmark(tiny_config(), mode="serve")
+
+
+def tiny_electra_config():
+    import configs.electra as electra_configs
+
+    c = electra_configs.get_config("tiny")
+    for key, value in TINY.items():
+        section, leaf = key.split(".")
+        c[section][leaf] = value
+    return c
+
+
+def test_bench_electra_is_timed_in_training_only():
+    # The ELECTRA/MLM timing itself is a figure (configs/electra.py), not a test: two compiles, ~33 CPU seconds.
+    with pytest.raises(ValueError, match=r"--mode=infer .*ELECTRA config is timed in training"):
+        bench.benchmark(tiny_electra_config(), mode="infer")

@@ -19,24 +19,22 @@ from atm.bench import BenchVocabulary
 from atm.convert import hf
 from atm.objectives import electra
 from helpers import apply_overrides
-from test_resume import SMALL, final_params, metrics
+from test_resume import final_params, metrics
 from test_sharding import relative_difference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def electra_config_overrides() -> dict:
+    """What the tests change in `configs/electra.py:tiny` (also passed as --config flags to atm.main)."""
+    return {"data.num_examples": 2000, "data.vocab_size": 500, "model.vocab_size": 500, "data.seq_len": 32,
+            "train.batch_size": 16, "train.steps": 4, "optimizer.warmup_steps": 1}
+
+
 def electra_config(**overrides):
     import configs.electra as electra_configs
 
-    c = electra_configs.get_config("tiny")
-    c.data.num_examples = 2000
-    c.data.vocab_size = 500
-    c.model.vocab_size = 500
-    c.data.seq_len = 32
-    c.train.batch_size = 16
-    c.train.steps = 4
-    c.optimizer.warmup_steps = 1
-    return apply_overrides(c, overrides)
+    return apply_overrides(electra_configs.get_config("tiny"), {**electra_config_overrides(), **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -216,53 +214,45 @@ def data(tmp_path_factory):
     return vocab, train_data
 
 
-@pytest.fixture(scope="module")
-def single_device(data):
-    return run_shared(electra_config(**MESH_RUN), data, jax.devices()[:1])
-
-
-def test_data2_fsdp2_tensor2_equals_one_device(single_device, data):
+def test_data2_fsdp2_tensor2_equals_one_device(data):
+    ref_losses, ref_params = run_shared(electra_config(**MESH_RUN), data, jax.devices()[:1])
     config = electra_config(**MESH_RUN)
     config.mesh.update(dict(data=2, fsdp=2, tensor=2))
     losses, params = run_shared(config, data, jax.devices())
-    ref_losses, ref_params = single_device
     assert np.all(np.abs(losses - ref_losses) <= 1e-5 * np.abs(ref_losses)), (losses, ref_losses)
     assert relative_difference(params, ref_params) < 1e-5
     assert losses[-1] < losses[0]
 
 
-def test_gradient_accumulation_equals_one_big_batch(data):
-    # Masks, draws and the generator's scale are fixed for the whole batch in `prepare`; dropout is off.
-    plain = run_shared(electra_config(**{**MESH_RUN, "model.hidden_dropout": 0.0, "train.steps": 2}), data,
-                       jax.devices()[:1])
-    accum = run_shared(electra_config(**{**MESH_RUN, "model.hidden_dropout": 0.0, "train.steps": 2,
-                                         "train.grad_accum_steps": 4}), data, jax.devices()[:1])
-    np.testing.assert_allclose(accum[0], plain[0], rtol=1e-5)
-    assert relative_difference(accum[1], plain[1]) < 1e-5
+# 4 steps, a checkpoint (and an eval) every 2; the run is killed after step 2 and rerun.
+RESUME_RUN = {"train.steps": 4, "train.log_every": 1, "checkpoint.every": 2, "train.eval_every": 2,
+              "train.eval_batches": 1, "optimizer.warmup_steps": 2, "model.hidden_dropout": 0.1}
 
 
-def run_electra(workdir, *extra, steps=8):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, "-m", "atm.main", "--config=configs/electra.py:tiny", f"--workdir={workdir}",
-           f"--config.train.steps={steps}", *SMALL, *extra]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-
-
-def test_sigkill_and_rerun_give_the_same_losses_bit_for_bit(tmp_path):
+def test_sigkill_and_rerun_give_the_same_losses_bit_for_bit(tmp_path, capsys):
+    """The killed run is `python -m atm.main` (SIGKILL needs its own process); the straight run and the rerun
+    call the same `train.train_and_evaluate` in this process, on the config the command line builds (the
+    rerun's config check against the killed run's saved config.json would name any difference)."""
     straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
-    result = run_electra(straight)
-    assert result.returncode == 0, result.stderr[-3000:]
-    result = run_electra(killed, "--config.train.kill_at_step=4")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    flags = [f"--config.{k}={v}" for k, v in {**electra_config_overrides(), **RESUME_RUN}.items()]
+    result = subprocess.run([sys.executable, "-m", "atm.main", "--config=configs/electra.py:tiny",
+                             f"--workdir={killed}", *flags, "--config.train.kill_at_step=2"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
-    resumed = run_electra(killed)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "Resumed from checkpoint at step 4" in resumed.stdout
+    assert [m["step"] for m in metrics(killed)] == [1, 2]
+    config = electra_config(**RESUME_RUN)
+    train.train_and_evaluate(config, straight)
+    capsys.readouterr()
+    train.train_and_evaluate(electra_config(**RESUME_RUN), killed)
+    assert "Resumed from checkpoint at step 2" in capsys.readouterr().out
     a, b = metrics(straight), metrics(killed)
-    assert [m["step"] for m in a] == [m["step"] for m in b] == list(range(1, 9))
+    assert [m["step"] for m in a] == [m["step"] for m in b] == [1, 2, 3, 4]
     for key in ("loss", "generator_loss", "discriminator_loss", "rtd_precision", "replaced_share", "eval_loss"):
         assert [m.get(key) for m in a] == [m.get(key) for m in b], key  # bit for bit
-    for x, y in zip(jax.tree_util.tree_leaves(final_params(straight, 8)),
-                    jax.tree_util.tree_leaves(final_params(killed, 8))):
+    assert b[1]["eval_loss"] is not None and b[3]["eval_loss"] is not None  # one eval before the kill, one after
+    for x, y in zip(jax.tree_util.tree_leaves(final_params(straight, 4)),
+                    jax.tree_util.tree_leaves(final_params(killed, 4))):
         np.testing.assert_array_equal(x, y)
 
 

@@ -64,3 +64,31 @@ def test_muka_table_judges_its_claims_from_the_rows(tmp_path):
     assert "closes most of the gap to the oracle: **held** (75% of oracle − vanilla KD)" in notes
     assert notes.count("closes most") == 1  # the cross block has no oracle
     assert (tmp_path / "muka.png").stat().st_size > 5_000
+
+
+def test_electra_table_judges_the_claim_per_task_and_states_how_far_pretraining_got(tmp_path):
+    from reproduce import electra as electra_script
+
+    results = {"electra": {"sst2": [0.80, 0.81, 0.82], "massive": [0.50, 0.52, 0.54]},
+               "mlm": {"sst2": [0.70, 0.71, 0.72], "massive": [0.53, 0.53, 0.53]}}
+    pretrained = {"electra": {"eval_generator_accuracy": 0.21, "eval_rtd_f1": 0.43, "eval_replaced_share": 0.12},
+                  "mlm": {"eval_accuracy": 0.18, "eval_loss": 4.5}}
+
+    class Args:
+        scale, seeds, steps, results, batch = 1.0, 3, "", str(tmp_path), 32
+
+    class Clock:
+        def minutes(self):
+            return 70.0
+
+    ratio = {"ratio": 1.3, "electra_step_s": 0.13, "mlm_step_s": 0.1, "load_avg_1m": 2.0}
+    electra_script.write_results(results, pretrained, {"pretrain": 1500, "finetune": 600, "mlm_pretrain": 1950},
+                                 ratio, Args, Clock())
+    table = (tmp_path / "table.md").read_text()
+    assert ("| ELECTRA discriminator | 1500 | generator masked-token accuracy 21.0%, replaced-token F1 43.0% "
+            "(12.0% of tokens replaced) | 81.0 ± 1.0 | 52.0 ± 2.0 |") in table
+    assert "| MLM encoder | 1950 | masked-token accuracy 18.0%, MLM loss 4.50 | 71.0 ± 1.0 | 53.0 ± 0.0 |" in table
+    assert "(SST-2): **held** (+10.0 points, larger than the seed spread)" in table
+    assert "(MASSIVE en-US intents): **did not hold** (-1.0 points, within the seed spread of 2.0)" in table
+    assert "an ELECTRA step took 1.300× an MLM step" in table and "MLM ran 1950 steps to ELECTRA's 1500" in table
+    assert (tmp_path / "electra.png").stat().st_size > 10_000

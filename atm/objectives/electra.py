@@ -47,7 +47,7 @@ from atm.models import narrow
 from atm.models.electra import EncoderForReplacedTokenDetection
 from atm.models.encoder import EncoderConfig, EncoderForMLM
 from atm.objectives import Objective, register
-from atm.objectives.mlm import mask_tokens, masked_lm_sums, num_mask_slots
+from atm.objectives.mlm import MaskedLM, mask_tokens, masked_lm_sums, num_mask_slots
 
 GENERATOR_KEY = "generator"
 PROJECTION = "embeddings_project"  # the one embedding tensor each model has for itself
@@ -100,6 +100,18 @@ def own_generator_params(generator: dict) -> dict:
     if embeddings:
         encoder["embeddings"] = embeddings
     return {**generator, "encoder": encoder}
+
+
+def mlm_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The MLM run of the same discriminator on the same text: `config` with `objective="mlm"` and its
+    `electra` section swapped for an `mlm` section with the same mask rate and slots (BERT's 80/10/10
+    replacement). What ELECTRA is compared with (atm.bench, reproduce/electra.py)."""
+    tree = config.to_dict()
+    section = {**Electra.default_sections()["electra"].to_dict(), **tree.pop("electra", {})}
+    out = ml_collections.ConfigDict({**tree, "objective": "mlm"})
+    out.mlm = MaskedLM.default_sections()["mlm"]
+    out.mlm.update(mask_rate=section["mask_rate"], max_predictions=section["max_predictions"])
+    return out
 
 
 def replace_tokens(keys_Bx2: jax.Array, ids_BxL: jax.Array, positions_BxM: jax.Array, weights_BxM: jax.Array,
