@@ -22,7 +22,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --durations=15 tests
 
-# The tests marked heavy (pytest.ini): TPU compile of the 700M teacher, launcher and SLURM runs, bench-gpu.
+# The tests marked heavy (pytest.ini): TPU compile of the 700M teacher, launcher and SLURM runs, bench-gpu,
+# the per-objective SIGKILL reruns (ELECTRA, multi-task, amalgamation, two-process prepared corpora).
 test-heavy: $(STAMP)
 	$(PY) -m pytest -n 2 --durations=15 -m heavy tests
 

@@ -25,9 +25,17 @@ def load_config_or_exit(prog: str = "atm"):
 
 def run(main: Callable, prog: str = "atm"):
     """app.run(main); an unknown --config.x.y override exits 2 naming it (ml_collections names the nearest)."""
+    main_started = []
+
+    def started_main(argv):
+        main_started.append(True)
+        return main(argv)
+
     try:
-        app.run(main)
+        app.run(started_main)
     except (AttributeError, KeyError) as e:
+        if main_started:  # raised by the program itself, not by parsing a --config.x.y override
+            raise
         overrides = [a.split("=")[0] for a in sys.argv[1:] if a.startswith("--config.")]
         renamed = [m for m in map(atm_config.renamed_key_message, overrides) if m]
         if renamed:

@@ -122,6 +122,16 @@ def logical_sharding(mesh: Mesh, logical_specs: Any) -> Any:
     return nn.logical_to_mesh_sharding(logical_specs, mesh, LOGICAL_AXIS_RULES)
 
 
+def strip_boxes(boxed_tree: Any) -> Any:
+    """The values inside flax's partitioning boxes, with no sharding constraint applied.
+
+    `nn.unbox` constrains each value when a mesh is set (`jax.set_mesh`), which fails on the
+    ShapeDtypeStructs of `jax.eval_shape` and on arrays outside a trace; this reads the boxes only."""
+    is_box = lambda x: isinstance(x, nn.Partitioned)  # noqa: E731  (LogicallyPartitioned is one)
+    return jax.tree_util.tree_map(lambda x: x.unbox(apply_constraint=False) if is_box(x) else x, boxed_tree,
+                                  is_leaf=is_box)
+
+
 def check_divisible(abstract_tree: Any, shardings: Any):
     """Fail before compiling when a sharded dimension does not divide by its mesh axes."""
     for (path, leaf), sh in zip(jax.tree_util.tree_leaves_with_path(abstract_tree), jax.tree_util.tree_leaves(

@@ -101,10 +101,11 @@ class Trainer:
         self.tx, self.schedule = make_optimizer(config.optimizer, config.train.steps)
         batch = objective.example_batch(config.train.batch_size)
         self.batch_shardings = {k: sharding.batch_sharding(mesh, v.ndim) for k, v in batch.items()}
+        shape_key = jax.random.key(0)  # made before the mesh is set: it must not land on a compile-only topology
         with self.activate():
-            boxed = jax.eval_shape(self._init_boxed_state, jax.random.key(0))
+            boxed = jax.eval_shape(self._init_boxed_state, shape_key)
         self.state_shardings = sharding.logical_sharding(mesh, nn.get_partition_spec(boxed))
-        sharding.check_divisible(nn.unbox(boxed), self.state_shardings)
+        sharding.check_divisible(sharding.strip_boxes(boxed), self.state_shardings)
         for name, spec in batch.items():
             sharding.check_divisible({name: spec}, {name: self.batch_shardings[name]})
         self._train_step = jax.jit(
@@ -132,13 +133,15 @@ class Trainer:
 
     def init_state(self) -> TrainState:
         init = jax.jit(lambda rng: nn.unbox(self._init_boxed_state(rng)), out_shardings=self.state_shardings)
+        key = jax.random.key(self.config.seed)  # made before the mesh is set (see __init__)
         with self.activate():
-            return init(jax.random.key(self.config.seed))
+            return init(key)
 
     def abstract_state(self) -> TrainState:
         """ShapeDtypeStructs with shardings: the restore target for orbax."""
+        shape_key = jax.random.key(0)  # made before the mesh is set (see __init__)
         with self.activate():
-            shapes = jax.eval_shape(lambda rng: nn.unbox(self._init_boxed_state(rng)), jax.random.key(0))
+            shapes = jax.eval_shape(lambda rng: nn.unbox(self._init_boxed_state(rng)), shape_key)
         return jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                                       shapes, self.state_shardings)
 

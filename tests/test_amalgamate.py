@@ -354,6 +354,7 @@ def test_bad_input_names_the_key(teachers, tmp_path):
             train.build(student_config(f"{teachers['t1']},{name}={tmp_path / name}"), str(tmp_path / "bad"))
 
 
+@pytest.mark.heavy  # minutes: a killed subprocess and its rerun; the loop's resume is in test_resume
 def test_cli_sigkill_and_rerun_is_bit_identical(teachers, tmp_path):
     """The user's command, with cached scores (the automatic first pass): killed after step 3 and rerun, the run
     equals a straight one bit for bit."""

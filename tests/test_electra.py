@@ -229,6 +229,7 @@ RESUME_RUN = {"train.steps": 4, "train.log_every": 1, "checkpoint.every": 2, "tr
               "train.eval_batches": 1, "optimizer.warmup_steps": 2, "model.hidden_dropout": 0.1}
 
 
+@pytest.mark.heavy  # minutes: a killed subprocess and its rerun; the loop's resume is in test_resume
 def test_sigkill_and_rerun_give_the_same_losses_bit_for_bit(tmp_path, capsys):
     """The killed run is `python -m atm.main` (SIGKILL needs its own process); the straight run and the rerun
     call the same `train.train_and_evaluate` in this process, on the config the command line builds (the

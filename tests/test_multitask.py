@@ -251,6 +251,7 @@ def straight_run(setup):
     return workdir
 
 
+@pytest.mark.heavy  # minutes: a killed subprocess and its rerun; the loop's resume is in test_resume
 def test_sigkill_and_rerun_across_task_switches_is_bit_identical(setup, straight_run, tmp_path):
     workdir = str(tmp_path / "killed")
     killed = run_cli(setup, workdir, "--config.train.kill_at_step=4")

@@ -222,6 +222,7 @@ def _one_process(workdir, corpus, *extra):
                           timeout=600)
 
 
+@pytest.mark.heavy  # minutes: a killed subprocess and its rerun; the loop's resume is in test_resume
 def test_two_processes_sigkill_resume_is_bit_identical_and_one_process_continues(corpus, tmp_path):
     """2 processes x 4 devices read disjoint shards (2 readers). Killed (SIGKILL) mid-epoch at step 2 and
     rerun on 2 processes: steps 3-4 are bit-identical to the uninterrupted run; killed again at 4 and

@@ -193,7 +193,7 @@ class Teachers:
             boxed = self._boxed(name, mesh)
             shardings = sharding.logical_sharding(mesh, nn.get_partition_spec(boxed))
             out[name] = jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                                               nn.unbox(boxed), shardings)
+                                               sharding.strip_boxes(boxed), shardings)
         return out
 
     def shard(self, mesh) -> dict[str, Any]:
@@ -209,7 +209,7 @@ class Teachers:
         if missing:
             raise ValueError(f"{key}: the teacher checkpoint has no {missing} (it has {sorted(params)})")
         params = {part: params[part] for part in boxed}
-        abstract = nn.unbox(boxed)
+        abstract = sharding.strip_boxes(boxed)
         want = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(abstract)}
         have = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)}
         if want != have:
