@@ -31,23 +31,24 @@ from atm.convert.workdir import config_from_workdir
 from atm.models import presets
 
 
-def get_config(init_from: str = ""):
-    c = default_config("finetune")
+def encoder_and_schedule(c, steps: int):
+    """The 4×128 encoder, its 2000-piece vocabulary, batches of 32×48 and the schedule of MASSIVE intents
+    (shared by configs/muka/teacher.py and amalgamate.py)."""
     c.model.update(presets.get("tiny"))
     c.model.update(num_layers=4, hidden_size=128, num_heads=4, ffn_size=512, vocab_size=2000, max_positions=128,
                    hidden_dropout=0.1)
-    c.finetune.task = "massive_en_us"
     c.finetune.eval_split = "validation"
     c.data.vocab_size = 2000
     c.data.seq_len = 48
-    c.train.steps = 3000
-    c.train.batch_size = 32
-    c.train.log_every = 100
-    c.train.eval_every = 1000
-    c.train.eval_batches = -1
-    c.optimizer.learning_rate = 1e-3
-    c.optimizer.warmup_steps = 200
+    c.train.update(steps=steps, batch_size=32, log_every=100, eval_every=1000, eval_batches=-1)
+    c.optimizer.update(learning_rate=1e-3, warmup_steps=200)
     c.checkpoint.every = 1000
+    return c
+
+
+def get_config(init_from: str = ""):
+    c = encoder_and_schedule(default_config("finetune"), steps=3000)
+    c.finetune.task = "massive_en_us"
     if init_from:
         c.optimizer.learning_rate = 5e-4  # a pretrained encoder: a gentler rate than from scratch
         c = config_from_workdir(c, init_from)

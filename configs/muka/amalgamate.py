@@ -26,26 +26,13 @@ its own vocabulary.
 """
 from atm.config import default_config
 from atm.models import presets
+from configs.finetune import massive
 
 
 def get_config(preset: str = ""):
-    c = default_config("amalgamate")
-    c.model.update(presets.get("tiny"))
-    c.model.update(num_layers=4, hidden_size=128, num_heads=4, ffn_size=512, vocab_size=2000, max_positions=128,
-                   hidden_dropout=0.1)
+    c = massive.encoder_and_schedule(default_config("amalgamate"), steps=2000)
     if preset:
         c.model.update(presets.get(preset))
     c.amalgamate.update(teachers="", method="muka", target="soft", margin=True, mc_passes=16,
                         score_temperature=0.2, temperature=1.0, scores="online")
-    c.finetune.eval_split = "validation"
-    c.data.vocab_size = 2000
-    c.data.seq_len = 48
-    c.train.steps = 2000
-    c.train.batch_size = 32
-    c.train.log_every = 100
-    c.train.eval_every = 1000
-    c.train.eval_batches = -1
-    c.optimizer.learning_rate = 1e-3
-    c.optimizer.warmup_steps = 200
-    c.checkpoint.every = 1000
     return c

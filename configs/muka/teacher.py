@@ -28,26 +28,12 @@ Result: not measured at this scale (the tests train miniature teachers on genera
 tests/test_amalgamate.py).
 """
 from atm.config import default_config
-from atm.models import presets
+from configs.finetune import massive
 
 
 def get_config():
-    c = default_config("finetune")
-    c.model.update(presets.get("tiny"))
-    c.model.update(num_layers=4, hidden_size=128, num_heads=4, ffn_size=512, vocab_size=2000, max_positions=128,
-                   hidden_dropout=0.1)
+    c = massive.encoder_and_schedule(default_config("finetune"), steps=2000)
     c.finetune.task = "massive_en_us"
     c.finetune.label_subset = "part:1/2"
     c.finetune.sequence_heads_only = True  # the intent head alone: what amalgamation reads
-    c.finetune.eval_split = "validation"
-    c.data.vocab_size = 2000
-    c.data.seq_len = 48
-    c.train.steps = 2000
-    c.train.batch_size = 32
-    c.train.log_every = 100
-    c.train.eval_every = 1000
-    c.train.eval_batches = -1
-    c.optimizer.learning_rate = 1e-3
-    c.optimizer.warmup_steps = 200
-    c.checkpoint.every = 1000
     return c
