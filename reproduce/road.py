@@ -227,13 +227,15 @@ def write(results: dict, starts: dict, args, clock, steps: dict):
         notes += [f"## {BLOCKS.get(block, block)}", ""]
         for better, worse, claim in CLAIMS:
             notes.append(f"- {claim}:")
-            held = 0
+            held = clear = 0
             for task, key, head in columns:
                 b, w = _column_values(arms[better][task], key), _column_values(arms[worse][task], key)
                 text = common.verdict(b, w)
                 held += text.startswith("**held")
+                clear += text.startswith("**held") and "larger than the seed spread" in text
                 notes.append(f"  - {head}: {text}")
-            notes.append(f"  - in all: held in {held} of {len(columns)} columns")
+            notes.append(f"  - in all: held in {held} of {len(columns)} columns, {clear} of them by more than "
+                         "the seed spread")
         notes.append("")
     lines += ["![ROaD miniature](road.png)", ""]
     common.write_table(os.path.join(args.results, "table.md"), lines)

@@ -92,3 +92,47 @@ def test_electra_table_judges_the_claim_per_task_and_states_how_far_pretraining_
     assert "(MASSIVE en-US intents): **did not hold** (-1.0 points, within the seed spread of 2.0)" in table
     assert "an ELECTRA step took 1.300× an MLM step" in table and "MLM ran 1950 steps to ELECTRA's 1500" in table
     assert (tmp_path / "electra.png").stat().st_size > 10_000
+
+
+def test_road_table_has_a_row_per_arm_and_judges_the_three_claims_per_column(tmp_path):
+    from reproduce import road
+
+    def figures(task, base):
+        if task == "xnli_en":
+            langs = {f"xnli_{x}": base - 0.1 for x in ("de", "sw")}
+            return {"accuracy": base, **langs, "xnli_en": base, "zero_shot": (base + 2 * (base - 0.1)) / 3}
+        if task == "tydiqa_goldp_en":
+            return {"f1": base, "exact_match": base - 0.2}
+        if task == "massive_en_us":
+            return {"accuracy": base, "slot_f1": base - 0.3}
+        return {"accuracy": base}
+
+    # (a) 0.50, (b) 0.60, (c) 0.58 with a spread of 10 points, (d) 0.61
+    means = {"teachers": 0.70, "single_task": 0.50, "multitask": 0.60, "multitask_kd": 0.58, "multitask_wkd": 0.61}
+    spreads = {"multitask_kd": (-0.1, 0.0, 0.1)}
+    block = {arm: {task: [figures(task, m + d) for d in spreads.get(arm, (-0.01, 0.0, 0.01))] for task in road.TASKS}
+             for arm, m in means.items()}
+    block["teachers"] = {task: [figures(task, 0.70)] * 2 for task in road.TASKS}
+
+    class Args:
+        scale, seeds, steps, results, tasks, blocks = 1.0, 3, "", str(tmp_path), "all four", "electra"
+
+    class Clock:
+        def minutes(self):
+            return 5.0
+
+    road.write({"electra": block}, {"electra": "/runs/electra"}, Args, Clock(), {"finetune": 1, "multitask": 1})
+    table, notes = (tmp_path / "table.md").read_text(), (tmp_path / "NOTES.md").read_text()
+    assert ("| (b) multi-task → fine-tuning | 60.0 ± 1.0 | 60.0 ± 1.0 | 53.3 ± 1.0 | 60.0 ± 1.0 | 40.0 ± 1.0 "
+            "| 60.0 ± 1.0 | 30.0 ± 1.0 |") in table
+    assert "| teachers (2 per task) | 70.0 ± 0.0 |" in table
+    assert "| (c) multi-task + KD (mean_probs) → fine-tuning | 58.0 ± 10.0 | 58.0 ± 10.0 | 51.3 ± 10.0 |" in table
+    assert "| arm | de | en | sw |" in table and "| (a) single-task fine-tuning | 40.0 ± 1.0 | 50.0 ± 1.0 | 40.0 ± 1.0 |" in table
+    first, second, third = notes.split("- the multi-task")[1], notes.split("- KD inside")[1], notes.split("- weighted")[1]
+    assert "SST-2 acc: **held** (+10.0 points, larger than the seed spread)" in first
+    assert "in all: held in 7 of 7 columns, 7 of them by more than the seed spread" in first
+    assert "MASSIVE slot F1: **did not hold** (-2.0 points, within the seed spread of 10.0)" in second
+    assert "in all: held in 0 of 7 columns" in second
+    assert "TyDi QA F1: **held** (+3.0 points, within the seed spread of 10.0)" in third
+    assert "in all: held in 7 of 7 columns, 0 of them by more than the seed spread" in third
+    assert (tmp_path / "road.png").stat().st_size > 10_000
