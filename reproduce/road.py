@@ -10,7 +10,8 @@ Blocks (one start encoder each): `electra`, the 4×128 ELECTRA discriminator tha
 pretrained (`<electra_workdir>/electra`; --start takes any atm run instead), and `mlm`, that script's
 MLM encoder of the same size and text (`<electra_workdir>/mlm`; --mlm_start). With --smoke the script
 pretrains a 2×32 ELECTRA and its MLM twin for a few steps itself (reproduce/electra.py's smoke recipe).
-Arms per block, every one ending in single-task fine-tuning of each task from its checkpoint (the same
+Layout: <workdir>/<block>/{teacher_TASK_seedN, single_TASK_seedS, ARM_seedS, ARM_seedS_ft_TASK}
+(--smoke: the start encoders in <workdir>/pretrain_electra, pretrain_mlm). Arms per block, every one ending in single-task fine-tuning of each task from its checkpoint (the same
 recipe, `finetune` steps, seeds 0..S-1):
   (a) single_task   fine-tuning from the start encoder
   (b) multitask     the multi-task second step (atm/objectives/multitask.py: one shared encoder, a head per
@@ -113,11 +114,11 @@ def start_runs(args, work: str, steps: dict, clock) -> dict:
     """{block: start encoder run}; with --smoke a 2×32 ELECTRA and its MLM twin pretrained here."""
     if args.smoke:
         electra = electra_script.electra_pretrain_config(electra_script.SMOKE_ENCODER, steps["pretrain"], 8, True)
-        common.run(electra, f"{work}/electra")
-        vocab = f"{work}/electra/vocab.model"
-        common.run(electra_script.mlm_pretrain_config(electra, steps["pretrain"], vocab), f"{work}/mlm")
+        common.run(electra, f"{work}/pretrain_electra")
+        vocab = f"{work}/pretrain_electra/vocab.model"
+        common.run(electra_script.mlm_pretrain_config(electra, steps["pretrain"], vocab), f"{work}/pretrain_mlm")
         clock.log("smoke: 2×32 ELECTRA and MLM pretrained")
-        starts = {"electra": f"{work}/electra", "mlm": f"{work}/mlm"}
+        starts = {"electra": f"{work}/pretrain_electra", "mlm": f"{work}/pretrain_mlm"}
     else:
         base = os.path.abspath(args.electra_workdir)
         starts = {"electra": args.start or f"{base}/electra", "mlm": args.mlm_start or f"{base}/mlm"}
