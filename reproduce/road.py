@@ -29,10 +29,12 @@ spread: the multi-task second step helps ((b) > (a)); KD inside it helps more ((
 ≥ the plain mean ((d) ≥ (c)). A finished step is not redone when the script is run again with the same
 --workdir. Data: /work/shared/data through atm's usual lookup (ATM_DATA_DIR / ../shared/data).
 
-Budget (an estimate, not measured): per block 8 teacher and 4·S arm-(a) fine-tunes, 3·S multi-task runs
-and 12·S fine-tunes after them: with S = 3, 56 fine-tunes of 300 steps and 9 multi-task runs of 800
-steps, 4×128 encoder, batch 32; on 2 free CPU cores about 2-3 hours a block, 4-6 hours for both blocks
-(--blocks=electra halves it, --scale shrinks every step count).
+Budget (an estimate, not a measured run): per block 8 teacher and 4·S arm-(a) fine-tunes, 3·S multi-task
+runs and 12·S fine-tunes after them; with S = 3: 56 fine-tunes of 300 steps (batch 32, 32-128 tokens)
+and 9 multi-task runs of 800 steps (32×128 tokens, 2 teacher forwards on KD steps) of the 4×128 encoder.
+From reproduce/electra.py's measured MLM step of that encoder (0.26 s for 32×64 tokens, load 1.7): about
+2 minutes a fine-tune with its compile and evaluation, 6-8 minutes a multi-task run, so about 3 hours a
+block and 6 for both on 2 CPU cores (--blocks=electra halves it; --scale shrinks every step count).
 """
 from __future__ import annotations
 
