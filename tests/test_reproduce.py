@@ -136,3 +136,5 @@ def test_road_table_has_a_row_per_arm_and_judges_the_three_claims_per_column(tmp
     assert "TyDi QA F1: **held** (+3.0 points, within the seed spread of 10.0)" in third
     assert "in all: held in 7 of 7 columns, 0 of them by more than the seed spread" in third
     assert (tmp_path / "road.png").stat().st_size > 10_000
+    assert road.judge([0.25, 0.75], [0.5, 0.5], at_least=True).startswith("**held** (+0.0 points")  # ≥: a tie holds
+    assert road.judge([0.25, 0.75], [0.5, 0.5]).startswith("**did not hold** (+0.0 points")
