@@ -104,6 +104,11 @@ def summary(name: str, record: dict) -> str:
         return (f"| {name} {record['arrangement']} | {train['batch']}×{train['seq_len']} | {train['step_s']:.4g} | "
                 f"{train['tokens_per_s']:.4g} | {train['mfu'] if train['mfu'] is not None else 'n/a'} | "
                 f"train {record['speedup_train']}× / infer {record['speedup_infer']}× vs BERT |")
+    if "electra_over_mlm" in record:  # ELECTRA: its own step's figures, the ratio to the MLM step of the same encoder
+        step = record["electra"]
+        return (f"| {name} | {step['batch']}×{step['seq_len']} | {step['step_s']:.4g} | {step['tokens_per_s']:.4g} | "
+                f"{step['mfu'] if step['mfu'] is not None else 'n/a'} | {record['electra_over_mlm']}× the MLM step "
+                f"of the same discriminator (target ≤ {record['target']}×) |")
     return (f"| {name} | {record['batch']}×{record['seq_len']} | {record['step_s']:.4g} | {record['tokens_per_s']:.4g} | "
             f"{record['mfu'] if record['mfu'] is not None else 'n/a'} | {record.get('dtype', '')} "
             f"{record.get('attention_impl', '')}, {record['params']:,} params |")
