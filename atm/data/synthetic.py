@@ -98,34 +98,29 @@ _TEMPLATES = {
 LANGUAGES = tuple(_TEMPLATES)
 
 
-def utterances(n: int, seed: int = 0, languages: tuple[str, ...] = LANGUAGES) -> list[str]:
-    """`n` written-form utterances, languages round-robin."""
+def _draws(n: int, seed: int, languages: tuple[str, ...], what: str):
+    """`n` (intent, template, slot fills) draws, languages round-robin; `what` names the languages' source."""
     unknown = sorted(set(languages) - set(LANGUAGES))
     if unknown:
-        raise ValueError(f"config.data.languages has {unknown}; the synthetic corpus has {list(LANGUAGES)}")
+        raise ValueError(f"{what} {unknown}: the synthetic corpus has {list(LANGUAGES)}")
     rng = random.Random(seed)
-    out = []
     for i in range(n):
         lang = languages[i % len(languages)]
         intent = rng.choice(sorted(_TEMPLATES[lang]))
         template = rng.choice(_TEMPLATES[lang][intent])
-        out.append(template.format(**{k: rng.choice(v) for k, v in _SLOTS[lang].items()}))
-    return out
+        yield intent, template, {k: rng.choice(v) for k, v in _SLOTS[lang].items()}
+
+
+def utterances(n: int, seed: int = 0, languages: tuple[str, ...] = LANGUAGES) -> list[str]:
+    """`n` written-form utterances, languages round-robin."""
+    return [template.format(**fills) for _, template, fills in _draws(n, seed, languages, "config.data.languages has")]
 
 
 def labelled_utterances(n: int, seed: int = 0, languages: tuple[str, ...] = LANGUAGES):
     """`n` (words, BIO tags, intent) triples from the same templates: the slots are the template's fields,
     punctuation is dropped and words are lower case (as a speech recogniser writes them)."""
-    unknown = sorted(set(languages) - set(LANGUAGES))
-    if unknown:
-        raise ValueError(f"languages {unknown}: the synthetic corpus has {list(LANGUAGES)}")
-    rng = random.Random(seed)
     out = []
-    for i in range(n):
-        lang = languages[i % len(languages)]
-        intent = rng.choice(sorted(_TEMPLATES[lang]))
-        template = rng.choice(_TEMPLATES[lang][intent])
-        fills = {k: rng.choice(v) for k, v in _SLOTS[lang].items()}
+    for intent, template, fills in _draws(n, seed, languages, "languages"):
         words, tags = [], []
         for literal, field in _FIELD.findall(template):
             literal_words = _words(literal)
