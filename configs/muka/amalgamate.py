@@ -18,7 +18,7 @@ start from `config.init_from` or `config.student_init`. The method (atm/objectiv
 once (python -m atm.amalgamate.score, or automatically before the first step). No gold label of a
 training row is read.
 
-Result of this config on MASSIVE: not measured (reproduce/muka.py is written but has not been run).
+Result of this config on MASSIVE: not measured. reproduce/muka.py (2×128 students) was started on 2026-12-02; its table is not finished.
 Measured in tests/test_amalgamate.py (2 × 64 student, 150 steps, generated six-intent data, teachers on
 the two halves, K = 4, 2026-12-02, 2 shared CPU cores at load 11–17): union test accuracy 85% (chance
 17%; per half 69% / 98%) with two 2 × 64 teachers, 69% (33% / 100%) when the second teacher is 1 × 48 on

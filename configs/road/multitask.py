@@ -25,7 +25,7 @@ Then fine-tune per task from it (with or without KD, several teachers combined p
 
 The text after ":" is the encoder to continue (its shape, vocabulary and init_from are taken over);
 without it the `mini` preset starts from scratch on a vocabulary of the tasks' training text.
-Expected: not measured (the ROaD table, reproduce/road.py, needs the ELECTRA objective; not run yet).
+Expected: not measured yet. The ROaD table is `python -m reproduce.road` (it starts from reproduce/electra.py's runs; not run yet).
 Tests: tests/test_multitask.py on tiny BIO folders.
 """
 from atm.config import default_config
