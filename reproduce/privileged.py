@@ -2,10 +2,12 @@
 
     python -m reproduce.privileged [--scale=1.0] [--seeds=1] [--pretrained=RUN_DIR] [--smoke]
 
-1. A pretrained teacher: `--pretrained` (e.g. reproduce.atm's workdirs/reproduce_atm/teacher_s2), or an
-   MLM run on MASSIVE utterances + 30% stage-1 text trained here (4 layers × 128).
+1. A pretrained teacher: `--pretrained` (e.g. reproduce.atm's workdirs/reproduce_atm/teacher_s2, or an
+   imported Hugging Face checkpoint: reproduce.minilm runs this script on all-MiniLM-L6-v2), or an
+   MLM run on MASSIVE utterances + 30% stage-1 text trained here (4 layers × 128). The teacher keeps the
+   pretrained run's shape and vocabulary.
 2. The teacher fine-tuned on MASSIVE en-US (intent + slots), from the pretrained weights.
-3. Students with half the layers (2 × 128, the teacher's width and vocabulary), fine-tuned on MASSIVE
+3. Students with half the layers (2 × 128 here, the teacher's width and vocabulary), fine-tuned on MASSIVE
    en-US with each initialisation — random / copy from the pretrained teacher / copy from the fine-tuned
    teacher (every-other layer; embeddings, layers and, from the fine-tuned teacher, the task heads) — each
    without distillation and with task-level KD (α_KD = 0.5, τ²·KL with τ = 2, or MSE on logits).
@@ -16,6 +18,7 @@ matters more than the distillation itself.
 """
 from __future__ import annotations
 
+import json
 import os
 
 from atm.config import default_config
@@ -26,9 +29,22 @@ INITS = {"random": "random init", "pretrained": "copy ← pretrained teacher", "
 KDS = {"none": "no KD", "kl": "KD (KL)", "mse": "KD (MSE)"}
 
 
-def finetune_config(layers, steps, seed, vocab, fraction=1.0):
-    """MASSIVE en-US fine-tuning of the teacher's shape with `layers` layers on `fraction` of the train rows."""
-    return common.finetune_config({**TEACHER, "num_layers": layers}, vocab, steps, seed, train_fraction=fraction)
+def finetune_config(teacher: dict, layers, steps, seed, vocab, fraction=1.0, learning_rate=2e-3):
+    """MASSIVE en-US fine-tuning of the `teacher` shape with `layers` layers on `fraction` of the train rows."""
+    return common.finetune_config({**teacher, "num_layers": layers}, vocab, steps, seed, train_fraction=fraction,
+                                  learning_rate=learning_rate)
+
+
+def pretrained_shape_and_vocab(run_dir: str) -> tuple[dict, str]:
+    """The model section and the vocabulary (an atm run's vocab.model, an imported checkpoint's tokenizer/) of
+    a pretrained run."""
+    with open(os.path.join(run_dir, "config.json")) as f:
+        model = json.load(f)["model"]
+    vocab = next(p for p in (os.path.join(run_dir, "vocab.model"), os.path.join(run_dir, "tokenizer"), "")
+                 if not p or os.path.exists(p))
+    if not vocab:
+        raise FileNotFoundError(f"--pretrained={run_dir}: neither vocab.model nor tokenizer/ in it")
+    return model, vocab
 
 
 def main(argv=None):
@@ -36,6 +52,8 @@ def main(argv=None):
     parser.add_argument("--pretrained", default="", help="a pretrained teacher run (else one is trained)")
     parser.add_argument("--variants", default="", help="a subset, e.g. 'random:none:100,finetuned:kl:10' "
                         "(init:kd:data percent); default: the whole grid")
+    parser.add_argument("--teacher_lr", type=float, default=2e-3, help="the teacher's fine-tuning learning rate")
+    parser.add_argument("--student_lr", type=float, default=2e-3, help="every student's fine-tuning learning rate")
     args = parser.parse_args(argv)
     if args.smoke:
         args.scale, args.seeds = 0.005, 1
@@ -57,9 +75,10 @@ def main(argv=None):
         c.checkpoint.update(every=steps["pretrain"], keep=1)
         common.run(c, pretrained)
         clock.log("pretrained teacher done")
-    vocab = os.path.join(pretrained, "vocab.model")
+    shape, vocab = pretrained_shape_and_vocab(pretrained)
+    layers = shape["num_layers"]
 
-    teacher = finetune_config(4, steps["teacher_ft"], 0, vocab)
+    teacher = finetune_config(shape, layers, steps["teacher_ft"], 0, vocab, learning_rate=args.teacher_lr)
     teacher.init_from = pretrained
     common.run(teacher, f"{work}/teacher_ft")
     teacher_figures = common.evaluate_locales(f"{work}/teacher_ft", ("en-US", "de-DE"))
@@ -72,7 +91,8 @@ def main(argv=None):
         variants = [(i, k, int(p) / 100) for i, k, p in (v.split(":") for v in args.variants.split(","))]
     for init, kd, fraction in variants:
         for seed in range(args.seeds):
-            c = finetune_config(2, steps["student_ft" if fraction == 1.0 else "low_resource_ft"], seed, vocab, fraction)
+            c = finetune_config(shape, layers // 2, steps["student_ft" if fraction == 1.0 else "low_resource_ft"], seed,
+                                vocab, fraction, args.student_lr)
             if init != "random":
                 c.student_init.update(mode=init, teacher=pretrained if init == "pretrained" else f"{work}/teacher_ft",
                                       layer_map="every_other")
@@ -83,10 +103,11 @@ def main(argv=None):
             common.run(c, run_dir)
             results.setdefault((init, kd, fraction), []).append(common.evaluate_locales(run_dir, ("en-US", "de-DE")))
             clock.log(f"student {init} / {kd} / {int(fraction * 100)}% seed {seed} done")
-    write_results(results, teacher_figures, steps, args, clock)
+    write_results(results, teacher_figures, steps, args, clock, shape)
 
 
-def write_results(results, teacher_figures, steps, args, clock):
+def write_results(results, teacher_figures, steps, args, clock, shape: dict = TEACHER):
+    """`shape`: the teacher's model section (students have half its layers)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -98,7 +119,10 @@ def write_results(results, teacher_figures, steps, args, clock):
 
     def mean(key, locale="en-US", metric="accuracy"):
         return common.mean_spread(values(key, locale, metric))[0]
-    rows = [f"| teacher (4 layers, fine-tuned) | 100% | — | {100 * teacher_figures['en-US']['accuracy']:.1f} | "
+    layers, width = shape["num_layers"], shape["hidden_size"]
+    norm = "pre-LN" if shape["pre_layer_norm"] else "post-LN"
+    copied = ", ".join(str(i) for i in range(0, layers, 2))
+    rows = [f"| teacher ({layers} layers, fine-tuned) | 100% | — | {100 * teacher_figures['en-US']['accuracy']:.1f} | "
             f"{100 * teacher_figures['en-US']['slot_f1']:.1f} | {100 * teacher_figures['de-DE']['accuracy']:.1f} |"]
     for key in results:
         init, kd, fraction = key
@@ -121,8 +145,9 @@ def write_results(results, teacher_figures, steps, args, clock):
     table = [
         "# The Privileged Students in miniature (arXiv 2406.16524)", "",
         common.produced_by("privileged", args, clock, steps, (("pretrained", args.pretrained), ("steps", args.steps))),
-        "Teacher: 4 layers × 128 (pre-LN), fine-tuned on MASSIVE en-US intent + slots; students: 2 layers × 128, the "
-        "teacher's vocabulary; copies take every other teacher layer (0, 2). Task-level KD: 0.5·CE + 0.5·KD per "
+        f"Teacher: {layers} layers × {width} ({norm}), fine-tuned on MASSIVE en-US intent + slots (lr {args.teacher_lr:g}); "
+        f"students: {layers // 2} layers × {width}, the teacher's vocabulary, fine-tuned at lr {args.student_lr:g}; copies "
+        f"take every other teacher layer ({copied}). Task-level KD: 0.5·CE + 0.5·KD per "
         "head (intent and slots), τ²·KL with τ = 2 or MSE on logits. Low resource: a fixed 10% of the train rows.",
         f"Figures in % on MASSIVE test; mean ± standard deviation over {args.seeds} seed(s) where more than one.",
         f"Read with care: a student copied from the fine-tuned teacher continues from a model that already had "
