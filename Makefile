@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-heavy install bench bench-gpu bench-gpu-wheels clean
+.PHONY: demo test test-heavy install tables bench bench-gpu bench-gpu-wheels clean
 
 $(STAMP): setup.py requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(STAMP)
 # the per-objective SIGKILL reruns (ELECTRA, multi-task, amalgamation, two-process prepared corpora).
 test-heavy: $(STAMP)
 	$(PY) -m pytest -n 2 --durations=15 -m heavy tests
+
+# Every paper's table in turn (hours on 2 CPU cores; resumable: rerun to continue), then results/README.md.
+# TABLES_FLAGS=--scale=20 redoes them larger on a GPU; TABLES_FLAGS=--smoke runs every script at a few steps.
+tables: $(STAMP)
+	$(PY) -m reproduce all $(TABLES_FLAGS)
 
 bench: $(STAMP)
 	$(PY) -m atm.bench --config=configs/bench/bert_small.py --mode=train --peer=hf

@@ -118,6 +118,8 @@ def write_results(results, steps, args, clock):
         ("student ← stage-2 teacher beats the MLM-only student (intent)", "student_s2", "student_mlm", "accuracy"),
         ("student ← stage-2 teacher beats the MLM-only student (slots)", "student_s2", "student_mlm", "slot_f1"),
     ]
+    verdicts = [(claim, common.verdict(values(better, "en-US", key), values(worse, "en-US", key)))
+                for claim, better, worse, key in claims]
     table = [
         "# ATM in miniature (arXiv 2206.07808)", "",
         common.produced_by("atm", args, clock, steps, (("steps", args.steps),)),
@@ -130,11 +132,9 @@ def write_results(results, steps, args, clock):
         f"mean ± standard deviation over {args.seeds} fine-tuning seeds (pretraining and distillation: one run each).",
         "", "| model | en-US intent acc | en-US slot F1 | en-US SemER ↓ | de-DE intent acc | de-DE slot F1 | "
         "sw-KE intent acc | sw-KE slot F1 |", "|---|---|---|---|---|---|---|---|", *rows, "",
-        "## The paper's claims, in miniature", "",
-        *[f"- {claim}: {common.verdict(values(better, 'en-US', key), values(worse, 'en-US', key))}"
-          for claim, better, worse, key in claims], "",
+        "## The paper's claims, in miniature", "", *common.claim_bullets(verdicts), "",
         "![ATM miniature](atm.png)", ""]
-    common.write_table(os.path.join(args.results, "table.md"), table)
+    common.write_table(os.path.join(args.results, "table.md"), table, verdicts)
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     for ax, (key, title) in zip(axes, [("accuracy", "intent accuracy (%)"), ("slot_f1", "slot F1 (%)"),

@@ -166,10 +166,23 @@ def produced_by(paper: str, args, clock: "Clock", steps: dict, flags: tuple = ()
             f"{clock.minutes():.1f} minutes on this machine (2 CPU cores, shared). Steps: {steps}.")
 
 
-def write_table(path: str, lines: list[str]) -> str:
-    """Write the markdown `lines` to `path` (its folder made); returns the text."""
+def claim_bullets(claims: list[tuple[str, str]]) -> list[str]:
+    """A table's claims section: one "- claim: verdict" line per (claim, verdict)."""
+    return [f"- {claim}: {verdict_text}" for claim, verdict_text in claims]
+
+
+def write_table(path: str, lines: list[str], claims: list[tuple[str, str]] | None = None) -> str:
+    """Write the markdown `lines` to `path` (its folder made); returns the text. `claims` [(claim, verdict)]
+    also go to claims.json beside it, with the table's "Produced by" sentence: what `python -m reproduce`
+    collects into results/README.md."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     text = "\n".join(lines)
     with open(path, "w") as f:
         f.write(text)
+    if claims is not None:
+        produced = next((line for line in lines if line.startswith("Produced by")), "")
+        record = {"table": os.path.basename(path), "produced_by": produced,
+                  "claims": [{"claim": claim, "verdict": verdict_text} for claim, verdict_text in claims]}
+        with open(os.path.join(os.path.dirname(os.path.abspath(path)), "claims.json"), "w") as f:
+            json.dump(record, f, indent=1, ensure_ascii=False)
     return text

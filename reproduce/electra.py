@@ -143,6 +143,8 @@ def write_results(results: dict, pretrained: dict, steps: dict, ratio: dict, arg
     rows = [f"| {LABELS[name]} | {steps['pretrain'] if name == 'electra' else steps['mlm_pretrain']} | "
             f"{pretraining_reach(name, pretrained[name])} | "
             + " | ".join(common.cell(results[name][task]) for task in TASKS) + " |" for name in MODELS]
+    claims = [(f"ELECTRA beats MLM at equal pretraining wall-clock ({label})",
+               common.verdict(results["electra"][task], results["mlm"][task])) for task, (label, _, _) in TASKS.items()]
     table = [
         "# ELECTRA in miniature (arXiv 2003.10555)", "",
         common.produced_by("electra", args, clock, steps, (("steps", args.steps),)),
@@ -157,10 +159,8 @@ def write_results(results: dict, pretrained: dict, steps: dict, ratio: dict, arg
         + " | ".join(f"{label} acc" for label, _, _ in TASKS.values()) + " |",
         "|---|---|---|" + "---|" * len(TASKS), *rows, "",
         "## The paper's claim, in miniature", "",
-        *[f"- ELECTRA beats MLM at equal pretraining wall-clock ({label}): "
-          f"{common.verdict(results['electra'][task], results['mlm'][task])}" for task, (label, _, _) in TASKS.items()],
-        "", "![ELECTRA miniature](electra.png)", ""]
-    common.write_table(os.path.join(args.results, "table.md"), table)
+        *common.claim_bullets(claims), "", "![ELECTRA miniature](electra.png)", ""]
+    common.write_table(os.path.join(args.results, "table.md"), table, claims)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     width = 0.8 / len(MODELS)

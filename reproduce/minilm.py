@@ -97,10 +97,12 @@ def write_stage2(results: dict, stage2: dict, shape: dict, steps: dict, args, cl
         return [r[metric] for r in results[name]]
     rows = [f"| {MODELS[name]} | {LEARNING_RATE[name]:g} | {common.cell(values(name, 'accuracy'))} | "
             f"{common.cell(values(name, 'slot_f1'))} |" for name in MODELS if name in results]
-    claims = [("stage 2 beats stage 1 (intent accuracy)", "stage2", "stage1", "accuracy"),
+    comparisons = [("stage 2 beats stage 1 (intent accuracy)", "stage2", "stage1", "accuracy"),
               ("stage 2 beats stage 1 (slot F1)", "stage2", "stage1", "slot_f1"),
               ("pretraining beats the same encoder from scratch (intent accuracy)", "stage1", "scratch", "accuracy"),
               ("pretraining beats the same encoder from scratch (slot F1)", "stage1", "scratch", "slot_f1")]
+    claims = [(claim, common.verdict(values(better, key), values(worse, key)))
+              for claim, better, worse, key in comparisons if better in results and worse in results]
     table = [
         "# ATM's second stage on a real checkpoint: all-MiniLM-L6-v2", "",
         common.produced_by("minilm", args, clock, steps, (("steps", args.steps),)) + " Block: stage2.",
@@ -113,9 +115,8 @@ def write_stage2(results: dict, stage2: dict, shape: dict, steps: dict, args, cl
         f"figures in % on the en-US test split, mean ± standard deviation over {args.seeds} fine-tuning seeds.", "",
         "| encoder | fine-tuning lr | en-US intent acc | en-US slot F1 |", "|---|---|---|---|", *rows, "",
         "## The paper's claims, on a real checkpoint", "",
-        *[f"- {claim}: {common.verdict(values(better, key), values(worse, key))}"
-          for claim, better, worse, key in claims if better in results and worse in results], ""]
-    return common.write_table(os.path.join(args.results, "stage2", "table.md"), table)
+        *common.claim_bullets(claims), ""]
+    return common.write_table(os.path.join(args.results, "stage2", "table.md"), table, claims)
 
 
 if __name__ == "__main__":

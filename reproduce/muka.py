@@ -136,6 +136,7 @@ def write(results, args, clock, steps):
     lines = [common.produced_by("muka", args, clock, steps, (("blocks", args.blocks),)), "",
              "Test intent accuracy (%), mean ± std over seeds; students read no gold label.", ""]
     notes = ["# MUKA miniature: notes", ""]
+    claims = []
     for block, seeds in results.items():
         lines += [f"## {block}", "", "| row | accuracy | per teacher part |", "|---|---|---|"]
         for row in ["oracle", "teachers", *METHODS]:
@@ -152,19 +153,21 @@ def write(results, args, clock, steps):
             lines.append(f"| {NAMES[row]} | {common.cell([s[row] for s in seeds])} | {part_cells} |")
         muka, vanilla, uhc = ([s[k] for s in seeds] for k in ("muka_soft_margin", "vanilla_kd", "uhc"))
         gap = sum(m - v for m, v in zip(muka, vanilla)) / len(seeds) * 100
-        notes += [f"## {block}", f"- MUKA (soft + margin) beats vanilla KD by ≥ 1.5 points: "
-                                 f"**{'held' if gap >= 1.5 else 'not held'}** ({gap:+.1f} points)",
-                  f"- MUKA (soft + margin) beats UHC: {common.verdict(muka, uhc)}"]
+        block_claims = [(f"{block}: MUKA (soft + margin) beats vanilla KD by ≥ 1.5 points",
+                         f"**{'held' if gap >= 1.5 else 'did not hold'}** ({gap:+.1f} points)"),
+                        (f"{block}: MUKA (soft + margin) beats UHC", common.verdict(muka, uhc))]
         if "oracle" in seeds[0]:
             oracle = [s["oracle"] for s in seeds]
             closed = [(m - v) / max(o - v, 1e-9) for m, v, o in zip(muka, vanilla, oracle)]
             share = sum(closed) / len(closed)
-            notes.append(f"- closes most of the gap to the oracle: **{'held' if share > 0.5 else 'not held'}** "
-                         f"({100 * share:.0f}% of oracle − vanilla KD)")
-        notes.append("")
+            block_claims.append((f"{block}: MUKA closes most of the gap to the oracle",
+                                 f"**{'held' if share > 0.5 else 'did not hold'}** "
+                                 f"({100 * share:.0f}% of oracle − vanilla KD)"))
+        notes += [f"## {block}", *common.claim_bullets(block_claims), ""]
+        claims += block_claims
         lines.append("")
     lines += ["![MUKA miniature](muka.png)", ""]
-    common.write_table(os.path.join(args.results, "table.md"), lines)
+    common.write_table(os.path.join(args.results, "table.md"), lines, claims)
     common.write_table(os.path.join(args.results, "NOTES.md"), notes)
     plot(results, os.path.join(args.results, "muka.png"))
     print("\n".join(lines + notes), flush=True)

@@ -1,7 +1,10 @@
 """NarrowBERT in miniature: BERT vs NarrowBERT arrangements, same pretraining, then SST-2 and MASSIVE intents.
 
-    python -m reproduce.narrowbert [--scale=medium] [--seeds=3] [--out=results/narrowbert]
-    python -m reproduce.narrowbert --scale=smoke --seeds=1 --out=/tmp/nb   # seconds-to-minutes check
+    python -m reproduce.narrowbert [--size=medium] [--scale=1.0] [--seeds=3] [--results=results/narrowbert]
+    python -m reproduce.narrowbert --smoke --seeds=1 --results=/tmp/nb   # seconds-to-minutes check
+
+`--size` picks a shape of SCALES (`--smoke`: the `smoke` one); `--scale` multiplies its pretraining and
+fine-tuning steps (10-100 on a GPU), as every reproduce script's --scale does.
 
 For each seed and each arrangement (BERT = "" plus `SCALES[scale]["arrangements"]`):
   1. MLM pretraining on the ATM stage-1 corpus (configs/atm_stage1_public.py: WikiANN text, TyDi QA
@@ -14,7 +17,7 @@ For each seed and each arrangement (BERT = "" plus `SCALES[scale]["arrangements"
 Throughput ratios come from `atm.bench.compare_arrangements` at the pretraining shape (BERT and each
 arrangement interleaved on the same batches: pretraining steps and [CLS] inference), as the runs
 themselves are timed one after another on a shared machine.
-Writes `table.md`, `results.json` and `narrowbert.png` into --out. Runs live in --workdir; a run
+Writes `table.md`, `claims.json`, `results.json` and `narrowbert.png` into --results. Runs live in --workdir; a run
 that finished (its `summary.json` exists) is not redone.
 """
 from __future__ import annotations
@@ -89,10 +92,12 @@ def train_vocabulary(config, directory: str) -> str:
     return path
 
 
-def run(scale_name: str, seeds: int, out: str, workdir: str) -> dict:
+def run(scale_name: str, seeds: int, out: str, workdir: str, step_scale: float = 1.0) -> dict:
     from atm import bench
 
-    scale = SCALES[scale_name]
+    scale = dict(SCALES[scale_name])
+    for phase in ("pretrain_steps", "finetune_steps"):
+        scale[phase] = max(2, int(scale[phase] * step_scale))
     clock = common.Clock(workdir)
     arrangements = [""] + [a for a in scale["arrangements"].split(",") if a]
     vocab = train_vocabulary(pretrain_config(scale, "", 0, ""), os.path.join(workdir, "vocab"))
@@ -112,7 +117,7 @@ def run(scale_name: str, seeds: int, out: str, workdir: str) -> dict:
     bench_config = pretrain_config(scale, "", 0, vocab)
     bench_config.bench = {"arrangements": ",".join(arrangements[1:])}
     speed = bench.compare_arrangements(_bench_ready(bench_config), steps=scale["bench_steps"], warmup=1)
-    results = {"scale": scale_name, "scale_settings": scale, "seeds": seeds, "minutes": round(clock.minutes(), 1),
+    results = {"scale": scale_name, "step_scale": step_scale, "scale_settings": scale, "seeds": seeds, "minutes": round(clock.minutes(), 1),
                "runs": runs,
                "speed": [{k: v for k, v in line.items() if k not in ("train", "infer")} for line in speed]}
     os.makedirs(out, exist_ok=True)
@@ -170,9 +175,9 @@ def summarize(results: dict) -> list[dict]:
     return rows
 
 
-def claim_lines(results: dict) -> list[str]:
-    """Per arrangement and task: "little or no accuracy lost" holds when the arrangement's mean
-    accuracy is at most one seed spread (the larger std of the two, at least 1 point) below BERT's."""
+def claims(results: dict) -> list[tuple[str, str]]:
+    """[(claim, verdict)] per arrangement and task: "little or no accuracy lost" holds when the arrangement's
+    mean accuracy is at most one seed spread (the larger std of the two, at least 1 point) below BERT's."""
     def accuracies(name, key):
         return [r[key]["eval_accuracy"] for r in results["runs"]
                 if r["arrangement"] == name and r[key].get("eval_accuracy") is not None]
@@ -184,12 +189,12 @@ def claim_lines(results: dict) -> list[str]:
             (narrow, narrow_std), (bert, bert_std) = (common.mean_spread([100 * v for v in accuracies(n, key)])
                                                       for n in (name, "bert"))
             allowed = max(narrow_std, bert_std, 1.0)
-            lines.append(f"- {name}, {label}: {narrow - bert:+.1f} points vs BERT (allowed: -{allowed:.1f}): "
-                         f"**{'held' if narrow - bert >= -allowed else 'did not hold'}**")
+            lines.append((f"{name}, {label}: {narrow - bert:+.1f} points vs BERT (allowed: -{allowed:.1f})",
+                          f"**{'held' if narrow - bert >= -allowed else 'did not hold'}**"))
         train = speed.get(name, {}).get("speedup_train")
         if train is not None:
-            lines.append(f"- {name}, > 2× pretraining throughput: {train:.2f}× — "
-                         f"**{'held' if train > 2.0 else 'did not hold'}** at this shape")
+            lines.append((f"{name}, > 2× pretraining throughput: {train:.2f}×",
+                          f"**{'held' if train > 2.0 else 'did not hold'}** at this shape"))
     return lines
 
 
@@ -204,7 +209,8 @@ def write_table(results: dict, path: str):
     s = results["scale_settings"]
     lines = [
         f"# NarrowBERT in miniature (scale `{results['scale']}`, {results['seeds']} seeds)", "",
-        f"Produced by `python -m reproduce.narrowbert --scale={results['scale']} --seeds={results['seeds']}`"
+        f"Produced by `python -m reproduce.narrowbert --size={results['scale']} "
+        f"--scale={results.get('step_scale', 1.0)} --seeds={results['seeds']}`"
         + (f" in {results['minutes']} minutes (2 CPU cores)." if "minutes" in results else "."),
         f"Model {s['model']}, vocabulary {s['vocab_size']}; pretraining: {s['pretrain_steps']} MLM steps of "
         f"{s['batch_size']}×{s['seq_len']} tokens on the ATM stage-1 corpus ({s['rows']} rows); fine-tuning: "
@@ -220,8 +226,9 @@ def write_table(results: dict, path: str):
         lines.append(f"| {row['arrangement']} | {pct(row['mlm_eval_accuracy'])} | {pct(row['sst2'])} | "
                      f"{pct(row['massive_intents'])} | {ratio(row['speedup_train'])} | {ratio(row['speedup_infer'])} "
                      f"| {ratio(row['flops_ratio_train'])} / {ratio(row['flops_ratio_infer'])} |")
-    lines += ["", "## The paper's claim, in miniature", ""] + claim_lines(results) + [""]
-    common.write_table(path, lines)
+    verdicts = claims(results)
+    lines += ["", "## The paper's claim, in miniature", ""] + common.claim_bullets(verdicts) + [""]
+    common.write_table(path, lines, verdicts)
 
 
 def plot(results: dict, path: str):
@@ -255,18 +262,18 @@ def plot(results: dict, path: str):
 
 
 def main(argv=None):
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", default="medium", choices=sorted(SCALES))
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", default=os.path.join(common.REPO, "results", "narrowbert"))
-    parser.add_argument("--workdir", default=os.path.join(common.REPO, "workdirs", "reproduce_narrowbert"))
+    parser = common.parser(__doc__, seeds=3, workdir=os.path.join(common.REPO, "workdirs", "reproduce_narrowbert"),
+                           results=os.path.join(common.REPO, "results", "narrowbert"))
+    parser.add_argument("--size", default="medium", choices=sorted(SCALES), help="the model and data shape")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
-    results = run(args.scale, args.seeds, args.out, os.path.join(args.workdir, args.scale))
-    print(open(os.path.join(args.out, "table.md")).read(), flush=True)
+    if args.steps:
+        parser.error("--steps: reproduce.narrowbert has two phases; scale them with --scale")
+    size = "smoke" if args.smoke else args.size
+    runs = size if args.scale == 1.0 else f"{size}_x{args.scale:g}"  # a finished run of another scale is not reused
+    results = run(size, args.seeds, args.results, os.path.join(args.workdir, runs), args.scale)
+    print(open(os.path.join(args.results, "table.md")).read(), flush=True)
     return results
 
 

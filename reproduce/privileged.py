@@ -130,6 +130,8 @@ def write_results(results, teacher_figures, steps, args, clock, shape: dict = TE
                     f" | {common.cell(values(key, 'en-US', 'slot_f1'))} | {common.cell(values(key, 'de-DE', 'accuracy'))} |")
     # The claim: the gain of copying from the fine-tuned teacher (over random init, no KD) is larger than the
     # gain of distillation (over no KD, random init) — checked per data size and KD kind.
+    def held(yes: bool) -> str:
+        return f"**{'held' if yes else 'did not hold'}**"
     claims = []
     for fraction in (1.0, 0.1):
         if not all((init, "none", fraction) in results for init in ("random", "finetuned")):
@@ -138,10 +140,10 @@ def write_results(results, teacher_figures, steps, args, clock, shape: dict = TE
         for kd in [k for k in ("kl", "mse") if ("random", k, fraction) in results]:
             kd_gain = mean(("random", kd, fraction)) - mean(("random", "none", fraction))
             claims.append((f"{int(fraction * 100)}% data: copy ← fine-tuned teacher gains {100 * init_gain:+.1f} "
-                           f"intent-accuracy points, {KDS[kd]} gains {100 * kd_gain:+.1f}", init_gain > kd_gain))
+                           f"intent-accuracy points, {KDS[kd]} gains {100 * kd_gain:+.1f}", held(init_gain > kd_gain)))
         gain_de = mean(("finetuned", "none", fraction), "de-DE") - mean(("random", "none", fraction), "de-DE")
         claims.append((f"{int(fraction * 100)}% data: copy ← fine-tuned teacher keeps more zero-shot de-DE "
-                       f"ability than random init ({100 * gain_de:+.1f} points)", gain_de > 0))
+                       f"ability than random init ({100 * gain_de:+.1f} points)", held(gain_de > 0)))
     table = [
         "# The Privileged Students in miniature (arXiv 2406.16524)", "",
         common.produced_by("privileged", args, clock, steps, (("pretrained", args.pretrained), ("steps", args.steps))),
@@ -157,9 +159,9 @@ def write_results(results, teacher_figures, steps, args, clock, shape: dict = TE
         "| student init | train data | distillation | en-US intent acc | en-US slot F1 | de-DE intent acc (zero-shot) |",
         "|---|---|---|---|---|---|", *rows, "",
         "## The paper's claim, in miniature", "",
-        *[f"- {claim}: **{'held' if held else 'did not hold'}**" for claim, held in claims], "",
+        *common.claim_bullets(claims), "",
         "![Privileged Students miniature](privileged.png)", ""]
-    common.write_table(os.path.join(args.results, "table.md"), table)
+    common.write_table(os.path.join(args.results, "table.md"), table, claims)
 
     fractions = sorted({f for _, _, f in results}, reverse=True)
     fig, axes = plt.subplots(1, len(fractions), figsize=(6 * len(fractions), 4), squeeze=False)

@@ -223,6 +223,7 @@ def write(results: dict, starts: dict, args, clock, steps: dict):
     notes = ["# ROaD miniature: notes", "",
              "Each claim per column, with the gap between the two arms' means and whether it exceeds the larger "
              "of their seed standard deviations (reproduce/common.py `verdict`).", ""]
+    claims = []  # per block and claim: in how many columns it held
     for block, arms in results.items():
         lines += [f"## {BLOCKS.get(block, block)} (`{starts.get(block, '')}`)", "", header, rule]
         for row in ["teachers", *ARMS]:
@@ -251,9 +252,12 @@ def write(results: dict, starts: dict, args, clock, steps: dict):
                 notes.append(f"  - {head}: {text}")
             notes.append(f"  - in all: held in {held} of {len(columns)} columns, {clear} of them by more than "
                          "the seed spread")
+            claims.append((f"{BLOCKS.get(block, block)}: {claim}",
+                           f"**held in {held} of {len(columns)} columns**, {clear} of them by more than the seed "
+                           "spread (per column: NOTES.md)"))
         notes.append("")
     lines += ["![ROaD miniature](road.png)", ""]
-    common.write_table(os.path.join(args.results, "table.md"), lines)
+    common.write_table(os.path.join(args.results, "table.md"), lines, claims)
     common.write_table(os.path.join(args.results, "NOTES.md"), notes)
     plot(results, columns, os.path.join(args.results, "road.png"))
     print("\n".join(lines + notes), flush=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import flax.linen as nn
 import jax
@@ -317,7 +318,8 @@ def test_reproduce_configs_validate_and_table_and_plot_are_written(tmp_path):
     # The claim: at most one seed spread (here 2.0; at least 1 point) below BERT.
     assert "- 1sf:3sf, SST-2: -10.0 points vs BERT (allowed: -2.0): **did not hold**" in table
     assert "- 1sf:3sf, MASSIVE en-US intents: -5.0 points vs BERT (allowed: -1.0): **did not hold**" in table
-    assert "- 1sf:3sf, > 2× pretraining throughput: 1.90× — **did not hold** at this shape" in table
+    assert "- 1sf:3sf, > 2× pretraining throughput: 1.90×: **did not hold** at this shape" in table
+    assert json.loads((tmp_path / "claims.json").read_text())["claims"][-1]["verdict"] == "**did not hold** at this shape"
     for run in runs:
         if run["arrangement"] == "1sf:3sf":
             run["sst2"]["eval_accuracy"] += 0.085  # 1.5 points below BERT: within the spread

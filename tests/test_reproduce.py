@@ -1,4 +1,6 @@
 """The miniature paper tables' writers: claims judged from per-seed figures, with the seeds' spread."""
+import pytest
+
 from reproduce import atm as atm_script
 from reproduce import common
 
@@ -11,7 +13,8 @@ def test_verdict_states_the_gap_and_the_seed_spread():
     assert common.verdict([0.1], [0.2]) == "**did not hold** (-10.0 points)"  # one seed: no spread to compare
 
 
-def test_atm_table_judges_each_claim_from_its_two_rows(tmp_path):
+def write_atm_table(results_dir):
+    """reproduce/atm.py's writer on made-up per-seed figures (3 seeds, 25 minutes)."""
     def figures(accuracy, slot_f1):
         return {locale: {"accuracy": accuracy, "slot_f1": slot_f1, "semer": 1.0 - slot_f1}
                 for locale in ("en-US", "de-DE", "sw-KE")}
@@ -21,13 +24,17 @@ def test_atm_table_judges_each_claim_from_its_two_rows(tmp_path):
     results = {name: [figures(acc + d, f1 + d) for d in (-0.01, 0.0, 0.01)] for name, (acc, f1) in means.items()}
 
     class Args:
-        scale, seeds, steps, results = 1.0, 3, "", str(tmp_path)
+        scale, seeds, steps, results = 1.0, 3, "", str(results_dir)
 
     class Clock:
         def minutes(self):
             return 25.0
 
     atm_script.write_results(results, {"stage1": 1, "stage2": 1, "distill": 1, "finetune": 1}, Args, Clock())
+
+
+def test_atm_table_judges_each_claim_from_its_two_rows(tmp_path):
+    write_atm_table(tmp_path)
     table = (tmp_path / "table.md").read_text()
     assert "| teacher, stage 2 | 40.0 ± 1.0 | 38.0 ± 1.0 | 62.0 ± 1.0 |" in table
     assert "stage 2 lowers the intent error (en-US intent accuracy): **held** (+10.0 points, larger" in table
@@ -37,7 +44,8 @@ def test_atm_table_judges_each_claim_from_its_two_rows(tmp_path):
     assert (tmp_path / "atm.png").stat().st_size > 10_000
 
 
-def test_muka_table_judges_its_claims_from_the_rows(tmp_path):
+def write_muka_table(results_dir):
+    """reproduce/muka.py's writer on made-up figures: split2 with 3 seeds and an oracle, cross with one seed."""
     from reproduce import muka
 
     def seed(d):
@@ -48,13 +56,17 @@ def test_muka_table_judges_its_claims_from_the_rows(tmp_path):
         {k: v for k, v in seed(0.0).items() if k != "oracle"}]}
 
     class Args:
-        scale, seeds, steps, results, blocks = 1.0, 3, "", str(tmp_path), "split2,cross"
+        scale, seeds, steps, results, blocks = 1.0, 3, "", str(results_dir), "split2,cross"
 
     class Clock:
         def minutes(self):
             return 10.0
 
     muka.write(results, Args, Clock(), {"teacher": 1, "student": 1})
+
+
+def test_muka_table_judges_its_claims_from_the_rows(tmp_path):
+    write_muka_table(tmp_path)
     table, notes = (tmp_path / "table.md").read_text(), (tmp_path / "NOTES.md").read_text()
     assert "| MUKA soft + margin | 85.0 ± 1.0 | 80.0 ± 0.0 / 70.0 ± 0.0 |" in table
     assert "| MUKA soft + margin | 85.0 | 80.0 / 70.0 |" in table  # the cross block: one seed
@@ -138,3 +150,50 @@ def test_road_table_has_a_row_per_arm_and_judges_the_three_claims_per_column(tmp
     assert (tmp_path / "road.png").stat().st_size > 10_000
     assert road.judge([0.25, 0.75], [0.5, 0.5], at_least=True).startswith("**held** (+0.0 points")  # ≥: a tie holds
     assert road.judge([0.25, 0.75], [0.5, 0.5]).startswith("**did not hold** (+0.0 points")
+
+
+def test_results_readme_has_one_line_per_claim_of_every_table_and_names_the_missing_ones(tmp_path):
+    from reproduce import __main__ as tables
+
+    write_atm_table(tmp_path / "atm")
+    write_muka_table(tmp_path / "muka")
+    text = tables.readme(str(tmp_path))
+    assert text == (tmp_path / "README.md").read_text()
+    atm_part = text.split("## ATM")[1].split("## ")[0]
+    assert "From [atm/table.md](atm/table.md). Produced by `python -m reproduce.atm --scale=1.0 --seeds=3` in 25.0" in atm_part
+    assert atm_part.count("\n- ") == 6  # the table's six claims, each with its verdict
+    assert "- stage 2 lowers the intent error (en-US intent accuracy): **held** (+10.0 points, larger" in atm_part
+    assert "- split2: MUKA (soft + margin) beats vanilla KD by ≥ 1.5 points: **held** (+15.0 points)" in text
+    assert "- cross: MUKA (soft + margin) beats UHC: **held** (+10.0 points)" in text
+    assert text.count("closes most of the gap") == 1  # only split2 has an oracle
+    assert "- `road/`: not run yet (`python -m reproduce.road`)." in text
+    assert "- `minilm/stage2/`: not run yet" in text and "- `minilm/privileged/`: not run yet" in text
+
+
+def test_reproduce_all_runs_each_script_in_turn_and_a_failure_costs_only_its_table(tmp_path, monkeypatch):
+    import importlib
+    import types
+
+    from reproduce import __main__ as tables
+
+    calls = []
+
+    def fake_script(name):
+        def main(argv):
+            calls.append((name, argv))
+            if name == "privileged":
+                raise RuntimeError("a run failed")
+            if name == "atm":
+                write_atm_table(tmp_path / "results" / "atm")
+        return types.SimpleNamespace(main=main)
+
+    monkeypatch.setattr(importlib, "import_module", lambda module: fake_script(module.split(".")[-1]))
+    code = tables.main(["all", "--only=atm,privileged,road", "--scale=20", "--seeds=5",
+                        f"--workdir={tmp_path}/w", f"--results={tmp_path}/results"])
+    assert code == 1 and [name for name, _ in calls] == ["atm", "privileged", "road"]
+    assert calls[2][1] == [f"--workdir={tmp_path}/w/reproduce_road", f"--results={tmp_path}/results/road",
+                           "--scale=20.0", "--seeds=5", f"--electra_workdir={tmp_path}/w/reproduce_electra"]
+    readme = (tmp_path / "results" / "README.md").read_text()
+    assert "stage 2 lowers the intent error" in readme and "- `privileged/`: not run yet" in readme
+    with pytest.raises(SystemExit):
+        tables.main(["all", "--only=atm,bert"])
