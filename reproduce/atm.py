@@ -74,7 +74,8 @@ def main(argv=None):
                                    args.batch, **distill_text)
         c.model.pre_layer_norm = False
         if teacher:
-            c.distill.update(teacher=f"{work}/{teacher}", alpha=0.5, temperature=2.0, loss="kl")
+            c.distill.teacher = f"{work}/{teacher}"
+            c.kd.update(alpha=0.5, temperature=2.0, loss="kl")
         common.run(c, f"{work}/{name}")
         clock.log(f"{name} done")
 
