@@ -313,6 +313,23 @@ def test_minilm_import_matches_transformers(minilm):
     assert np.abs(want_embeddings).max() > 0.1
 
 
+def test_minilm_import_matches_transformers_on_real_massive_utterances(minilm, data_dir):
+    """The first 96 utterances of MASSIVE en-US test (real data: skipped without it, a failure under
+    ATM_REQUIRE_DATA=1): the same ids as transformers' tokenizer, mean-pooled states within 1e-4."""
+    from atm.data import readers
+
+    hf_dir, workdir, model = minilm
+    path = os.path.join(data_dir, "massive", "data", "en-US.jsonl")
+    texts = [row["text"] for _, row in zip(range(96), readers.MassiveJsonl(path, partition="test"))]
+    pretrained = atm.from_pretrained(workdir)
+    batch = pretrained.encode(texts)
+    want = transformers.AutoTokenizer.from_pretrained(hf_dir)(texts, padding=True, return_tensors="np")
+    np.testing.assert_array_equal(batch["input_ids"], want["input_ids"])
+    error = float(np.abs(pretrained.sentence_embeddings(texts) - mean_pooled(model, batch)).max())
+    print(f"\nall-MiniLM-L6-v2 on {len(texts)} MASSIVE en-US test utterances: max |atm - transformers| {error:.2e}")
+    assert error < TOLERANCE
+
+
 def test_minilm_export_matches_transformers(minilm, tmp_path):
     from atm.convert.__main__ import main
 
