@@ -19,8 +19,9 @@ def write_atm_table(results_dir):
         return {locale: {"accuracy": accuracy, "slot_f1": slot_f1, "semer": 1.0 - slot_f1}
                 for locale in ("en-US", "de-DE", "sw-KE")}
 
-    means = {"teacher_s1": (0.30, 0.40), "teacher_s2": (0.40, 0.38), "student_s1": (0.20, 0.20),
-             "student_s2": (0.25, 0.30), "student_mlm": (0.26, 0.10)}
+    means = {"teacher_s1": (0.30, 0.40), "teacher_s2": (0.40, 0.38), "teacher_scratch": (0.25, 0.30),
+             "student_s1": (0.20, 0.20), "student_s2": (0.25, 0.30), "student_mlm": (0.26, 0.10),
+             "student_scratch": (0.30, 0.30)}
     results = {name: [figures(acc + d, f1 + d) for d in (-0.01, 0.0, 0.01)] for name, (acc, f1) in means.items()}
 
     class Args:
@@ -41,6 +42,11 @@ def test_atm_table_judges_each_claim_from_its_two_rows(tmp_path):
     assert "stage 2 lowers the slot error (en-US slot F1): **did not hold** (-2.0 points, larger" in table
     assert "beats student ← stage-1 teacher (slots): **held** (+10.0 points" in table
     assert "beats the MLM-only student (intent): **did not hold** (-1.0 points, within the seed spread of 1.0)" in table
+    assert "| teacher's encoder from scratch (no pretraining) | 25.0 ± 1.0 | 30.0 ± 1.0 |" in table
+    assert ("pretraining pays: the stage-1 teacher beats its encoder from scratch (de-DE zero-shot intent): **held** "
+            "(+5.0 points, larger") in table
+    assert ("distillation pays: student ← stage-2 teacher beats its encoder from scratch (en-US intent): "
+            "**did not hold** (-5.0 points") in table
     assert (tmp_path / "atm.png").stat().st_size > 10_000
 
 
@@ -161,7 +167,7 @@ def test_results_readme_has_one_line_per_claim_of_every_table_and_names_the_miss
     assert text == (tmp_path / "README.md").read_text()
     atm_part = text.split("## ATM")[1].split("## ")[0]
     assert "From [atm/table.md](atm/table.md). Produced by `python -m reproduce.atm --scale=1.0 --seeds=3` in 25.0" in atm_part
-    assert atm_part.count("\n- ") == 6  # the table's six claims, each with its verdict
+    assert atm_part.count("\n- ") == 9  # the table's nine claims, each with its verdict
     assert "- stage 2 lowers the intent error (en-US intent accuracy): **held** (+10.0 points, larger" in atm_part
     assert "- split2: MUKA (soft + margin) beats vanilla KD by ≥ 1.5 points: **held** (+15.0 points)" in text
     assert "- cross: MUKA (soft + margin) beats UHC: **held** (+10.0 points)" in text
