@@ -256,7 +256,7 @@ def test_minilm_stage2_table_judges_stage2_and_scratch_from_per_seed_figures(tmp
     shape = {"num_layers": 6, "hidden_size": 384, "vocab_size": 30522}
     text = minilm.write_stage2(results, {"eval_accuracy": 0.363, "eval_loss": 3.5}, shape,
                                {"stage2": 600, "finetune": 400}, Args, Clock())
-    assert "| MiniLM + stage 2 (MLM on MASSIVE en-US) | 0.0001 | 82.0 ± 1.0 | 59.0 ± 1.0 |" in text
+    assert "| MiniLM + stage 2 (MLM on MASSIVE en-US) | 0.0005 | 82.0 ± 1.0 | 59.0 ± 1.0 |" in text
     assert "it ended at 36.3% masked-token accuracy" in text
     assert "- stage 2 beats stage 1 (intent accuracy): **held** (+2.0 points, larger than the seed spread)" in text
     assert "- stage 2 beats stage 1 (slot F1): **did not hold** (-1.0 points, within the seed spread of 1.0)" in text
