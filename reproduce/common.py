@@ -68,9 +68,14 @@ def parser(doc: str, seeds: int, workdir: str, results: str) -> argparse.Argumen
     return p
 
 
+def scaled(base: dict, factor: float) -> dict:
+    """{phase: steps} with each of `base`'s steps × `factor` (at least 2)."""
+    return {k: max(2, int(v * factor)) for k, v in base.items()}
+
+
 def schedule(base: dict, args) -> dict:
     """{phase: steps}: each phase's `base` steps × --scale (at least 2), then the --steps overrides."""
-    steps = {k: max(2, int(v * args.scale)) for k, v in base.items()}
+    steps = scaled(base, args.scale)
     steps.update(parse_steps(args.steps, steps))
     return steps
 
@@ -134,13 +139,18 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def held(yes: bool) -> str:
+    """A yes/no verdict as the tables print it."""
+    return f"**{'held' if yes else 'did not hold'}**"
+
+
 def verdict(better: list[float], worse: list[float], percent: bool = True) -> str:
     """"held" / "did not hold" for the claim mean(better) > mean(worse), with the gap and whether it is
     larger than the seeds' spread (the larger standard deviation of the two)."""
     scale = 100.0 if percent else 1.0
     (b, b_std), (w, w_std) = mean_spread([v * scale for v in better]), mean_spread([v * scale for v in worse])
     gap, spread = b - w, max(b_std, w_std)
-    text = f"**{'held' if gap > 0 else 'did not hold'}** ({gap:+.1f} points"
+    text = f"{held(gap > 0)} ({gap:+.1f} points"
     if len(better) > 1 and len(worse) > 1:
         text += ", larger than the seed spread" if abs(gap) > spread else f", within the seed spread of {spread:.1f}"
     return text + ")"

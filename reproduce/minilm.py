@@ -103,9 +103,10 @@ def write_stage2(results: dict, stage2: dict, shape: dict, steps: dict, args, cl
     rows = [f"| {MODELS[name]} | {LEARNING_RATE[name]:g} | {common.cell(values(name, 'accuracy'))} | "
             f"{common.cell(values(name, 'slot_f1'))} |" for name in MODELS if name in results]
     comparisons = [("stage 2 beats stage 1 (intent accuracy)", "stage2", "stage1", "accuracy"),
-              ("stage 2 beats stage 1 (slot F1)", "stage2", "stage1", "slot_f1"),
-              ("pretraining beats the same encoder from scratch (intent accuracy)", "stage1", "scratch", "accuracy"),
-              ("pretraining beats the same encoder from scratch (slot F1)", "stage1", "scratch", "slot_f1")]
+                   ("stage 2 beats stage 1 (slot F1)", "stage2", "stage1", "slot_f1"),
+                   ("pretraining beats the same encoder from scratch (intent accuracy)", "stage1", "scratch",
+                    "accuracy"),
+                   ("pretraining beats the same encoder from scratch (slot F1)", "stage1", "scratch", "slot_f1")]
     claims = [(claim, common.verdict(values(better, key), values(worse, key)))
               for claim, better, worse, key in comparisons if better in results and worse in results]
     table = [

@@ -154,15 +154,14 @@ def write(results, args, clock, steps):
         muka, vanilla, uhc = ([s[k] for s in seeds] for k in ("muka_soft_margin", "vanilla_kd", "uhc"))
         gap = sum(m - v for m, v in zip(muka, vanilla)) / len(seeds) * 100
         block_claims = [(f"{block}: MUKA (soft + margin) beats vanilla KD by ≥ 1.5 points",
-                         f"**{'held' if gap >= 1.5 else 'did not hold'}** ({gap:+.1f} points)"),
+                         f"{common.held(gap >= 1.5)} ({gap:+.1f} points)"),
                         (f"{block}: MUKA (soft + margin) beats UHC", common.verdict(muka, uhc))]
         if "oracle" in seeds[0]:
             oracle = [s["oracle"] for s in seeds]
             closed = [(m - v) / max(o - v, 1e-9) for m, v, o in zip(muka, vanilla, oracle)]
             share = sum(closed) / len(closed)
             block_claims.append((f"{block}: MUKA closes most of the gap to the oracle",
-                                 f"**{'held' if share > 0.5 else 'did not hold'}** "
-                                 f"({100 * share:.0f}% of oracle − vanilla KD)"))
+                                 f"{common.held(share > 0.5)} ({100 * share:.0f}% of oracle − vanilla KD)"))
         notes += [f"## {block}", *common.claim_bullets(block_claims), ""]
         claims += block_claims
         lines.append("")

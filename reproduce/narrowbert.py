@@ -96,8 +96,7 @@ def run(scale_name: str, seeds: int, out: str, workdir: str, step_scale: float =
     from atm import bench
 
     scale = dict(SCALES[scale_name])
-    for phase in ("pretrain_steps", "finetune_steps"):
-        scale[phase] = max(2, int(scale[phase] * step_scale))
+    scale.update(common.scaled({p: scale[p] for p in ("pretrain_steps", "finetune_steps")}, step_scale))
     clock = common.Clock(workdir)
     arrangements = [""] + [a for a in scale["arrangements"].split(",") if a]
     vocab = train_vocabulary(pretrain_config(scale, "", 0, ""), os.path.join(workdir, "vocab"))
@@ -117,8 +116,8 @@ def run(scale_name: str, seeds: int, out: str, workdir: str, step_scale: float =
     bench_config = pretrain_config(scale, "", 0, vocab)
     bench_config.bench = {"arrangements": ",".join(arrangements[1:])}
     speed = bench.compare_arrangements(_bench_ready(bench_config), steps=scale["bench_steps"], warmup=1)
-    results = {"scale": scale_name, "step_scale": step_scale, "scale_settings": scale, "seeds": seeds, "minutes": round(clock.minutes(), 1),
-               "runs": runs,
+    results = {"scale": scale_name, "step_scale": step_scale, "scale_settings": scale, "seeds": seeds,
+               "minutes": round(clock.minutes(), 1), "runs": runs,
                "speed": [{k: v for k, v in line.items() if k not in ("train", "infer")} for line in speed]}
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "results.json"), "w") as f:
@@ -190,11 +189,11 @@ def claims(results: dict) -> list[tuple[str, str]]:
                                                       for n in (name, "bert"))
             allowed = max(narrow_std, bert_std, 1.0)
             lines.append((f"{name}, {label}: {narrow - bert:+.1f} points vs BERT (allowed: -{allowed:.1f})",
-                          f"**{'held' if narrow - bert >= -allowed else 'did not hold'}**"))
+                          common.held(narrow - bert >= -allowed)))
         train = speed.get(name, {}).get("speedup_train")
         if train is not None:
             lines.append((f"{name}, > 2× pretraining throughput: {train:.2f}×",
-                          f"**{'held' if train > 2.0 else 'did not hold'}** at this shape"))
+                          f"{common.held(train > 2.0)} at this shape"))
     return lines
 
 

@@ -18,7 +18,6 @@ matters more than the distillation itself.
 """
 from __future__ import annotations
 
-import json
 import os
 
 from atm.config import default_config
@@ -38,13 +37,13 @@ def finetune_config(teacher: dict, layers, steps, seed, vocab, fraction=1.0, lea
 def pretrained_shape_and_vocab(run_dir: str) -> tuple[dict, str]:
     """The model section and the vocabulary (an atm run's vocab.model, an imported checkpoint's tokenizer/) of
     a pretrained run."""
-    with open(os.path.join(run_dir, "config.json")) as f:
-        model = json.load(f)["model"]
-    vocab = next(p for p in (os.path.join(run_dir, "vocab.model"), os.path.join(run_dir, "tokenizer"), "")
-                 if not p or os.path.exists(p))
+    from atm.convert import workdir
+
+    saved = workdir.read_config(run_dir)
+    vocab = workdir.vocabulary_path(run_dir, saved)
     if not vocab:
         raise FileNotFoundError(f"--pretrained={run_dir}: neither vocab.model nor tokenizer/ in it")
-    return model, vocab
+    return saved["model"], vocab
 
 
 def main(argv=None):
@@ -130,8 +129,7 @@ def write_results(results, teacher_figures, steps, args, clock, shape: dict = TE
                     f" | {common.cell(values(key, 'en-US', 'slot_f1'))} | {common.cell(values(key, 'de-DE', 'accuracy'))} |")
     # The claim: the gain of copying from the fine-tuned teacher (over random init, no KD) is larger than the
     # gain of distillation (over no KD, random init) — checked per data size and KD kind.
-    def held(yes: bool) -> str:
-        return f"**{'held' if yes else 'did not hold'}**"
+    held = common.held
     claims = []
     for fraction in (1.0, 0.1):
         if not all((init, "none", fraction) in results for init in ("random", "finetuned")):

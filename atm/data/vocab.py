@@ -106,13 +106,22 @@ def load_vocabulary(path: str) -> Vocabulary:
     sentencepiece.bpe.model) — see atm/data/hf_vocab.py."""
     from atm.data import hf_vocab
 
-    if os.path.isdir(path):
-        return hf_vocab.load_hf_tokenizer(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"vocabulary {path} does not exist (config.data.vocab)")
-    if os.path.basename(path) in hf_vocab.TOKENIZER_FILES:
-        return hf_vocab.load_hf_tokenizer(os.path.dirname(os.path.abspath(path)))
+    source = vocabulary_source(path)
+    if os.path.isdir(source):
+        return hf_vocab.load_hf_tokenizer(source)
     return SentencePieceVocabulary(path)
+
+
+def vocabulary_source(path: str) -> str:
+    """What a vocabulary path stands for: a file of a Hugging Face tokenizer directory (tokenizer.json,
+    vocab.txt, ...) stands for its directory, which is what `load_vocabulary` reads; any other path for itself."""
+    from atm.data import hf_vocab
+
+    if os.path.basename(path) in hf_vocab.TOKENIZER_FILES:
+        return os.path.dirname(os.path.abspath(path))
+    return path
 
 
 def train_sentencepiece(lines: Iterable[str], vocab_size: int, out_prefix: str) -> SentencePieceVocabulary:

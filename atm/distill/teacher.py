@@ -29,7 +29,7 @@ import ml_collections
 
 from atm import checkpoint as atm_checkpoint
 from atm import sharding
-from atm.data import hf_vocab
+from atm.data import vocab as vocab_lib
 from atm.models.encoder import EncoderConfig
 
 
@@ -115,11 +115,9 @@ def vocabulary_location(vocab) -> str:
 
 
 def vocabulary_digest(path: str) -> str:
-    """sha256 of a vocabulary file, or of every file of a tokenizer directory (names and contents). A file of
-    a Hugging Face tokenizer directory (tokenizer.json, vocab.txt, ...) stands for its directory, as
-    `load_vocabulary` reads it: a run given the folder and one given its tokenizer.json agree."""
-    if os.path.basename(path) in hf_vocab.TOKENIZER_FILES:
-        path = os.path.dirname(os.path.abspath(path))
+    """sha256 of a vocabulary file, or of every file of a tokenizer directory (names and contents), of what the
+    path stands for (`vocabulary_source`): a run given the folder and one given its tokenizer.json agree."""
+    path = vocab_lib.vocabulary_source(path)
     if os.path.isfile(path):
         return atm_checkpoint.file_digest(path)
     digest = hashlib.sha256()
