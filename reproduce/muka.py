@@ -56,13 +56,13 @@ def classifier_config(task, subset, steps, seed, model=MODEL, vocab_size=2000, s
     return c
 
 
-def student_config(teachers, method, steps, seed, mc_passes, seq_len=32):
+def student_config(teachers, method, steps, seed, mc_passes, seq_len=32, scores_file=""):
     c = default_config("amalgamate")
     c.seed = seed
     c.model.update(MODEL)
     name, target, margin = METHODS[method]
     c.amalgamate.update(teachers=",".join(f"{k}={v}" for k, v in teachers.items()), method=name, target=target,
-                        margin=margin, mc_passes=mc_passes, scores="cached")
+                        margin=margin, mc_passes=mc_passes, scores="cached", scores_file=scores_file)
     c.finetune.eval_split = "validation"
     c.data.update(vocab_size=2000, seq_len=seq_len)
     c.train.update(steps=steps, batch_size=32, log_every=max(1, steps // 5), eval_every=steps, eval_batches=-1)
@@ -108,7 +108,9 @@ def run_block(block, steps, seed, work, mc_passes, clock) -> dict:
     clock.log(f"{block} seed {seed}: teachers {out['teachers']}")
     for method in METHODS:
         workdir = os.path.join(root, method)
-        common.run(student_config(dirs, method, steps["student"], seed, mc_passes, seq_len), workdir)
+        # The three MUKA rows share one scoring pass: same teachers, seed and stream (score.signature checks it).
+        common.run(student_config(dirs, method, steps["student"], seed, mc_passes, seq_len,
+                                  os.path.join(root, "mc_scores.npz")), workdir)
         figures = test_figures(workdir)
         out[method] = figures["accuracy"]
         out[f"{method}_parts"] = [figures.get(f"accuracy_{name}") for name in dirs]
