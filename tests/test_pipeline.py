@@ -87,6 +87,15 @@ def test_word_ids_for_whole_word_masking():
     np.testing.assert_array_equal(row["word_ids"][0, :7], [0, 1, 1, 2, 3, 3, 0])
 
 
+def test_word_starts_split_unspaced_scripts_per_character():
+    """A Chinese or Thai sentence has one "▁" at its start; its characters must still be words of their own."""
+    from atm.data.vocab import starts_word
+
+    assert [starts_word(p) for p in ["▁北", "京", "的", "▁เขา", "กิน", "の"]] == [True] * 6
+    assert [starts_word(p) for p in ["ing", "ung", "한", "ی"]] == [False] * 4  # spaced scripts keep "▁" alone
+    assert starts_word("Ġthe", "Ġ") and not starts_word("▁the", "Ġ")
+
+
 def test_whole_word_masking_masks_words_whole():
     import jax
     import jax.numpy as jnp

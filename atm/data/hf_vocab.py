@@ -26,6 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from atm.data.vocab import starts_word
+
 WORDPIECE_SPECIALS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 ROBERTA_SPECIALS = {"pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>", "mask": "<mask>"}
 # Files a tokenizer may consist of; import copies those present, export writes them back.
@@ -106,7 +108,7 @@ class TokenizersVocabulary(_SpecialIds):
         pieces = [self.id_to_piece(i) for i in range(self.size)]
         if self._word_start == "##":
             return np.array([not p.startswith("##") for p in pieces])
-        return np.array([p.startswith(self._word_start) for p in pieces])
+        return np.array([starts_word(p, self._word_start) for p in pieces])
 
 
 def wordpiece_tokenizer(vocab_txt: str, settings: dict):
@@ -189,7 +191,7 @@ class XLMRSentencePieceVocabulary(_SpecialIds):
         return names.get(int(i)) or self._sp.id_to_piece(int(i) - self.OFFSET)
 
     def word_start_table(self) -> np.ndarray:
-        return np.array([self.id_to_piece(i).startswith("\u2581") for i in range(self.size)])
+        return np.array([starts_word(self.id_to_piece(i)) for i in range(self.size)])
 
 
 # transformers 5 tokenizer classes (their "Fast" twins are the same class) → the pipeline their __init__ builds.

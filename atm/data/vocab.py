@@ -94,9 +94,25 @@ class SentencePieceVocabulary:
         return self._sp.id_to_piece(int(i))
 
     def word_start_table(self):
-        """Bool per id: does this piece start a word (SentencePiece's "▁" prefix)? For whole-word masking."""
+        """Bool per id: does this piece start a word (`starts_word`)? For whole-word masking."""
         import numpy as np
-        return np.array([self._sp.id_to_piece(i).startswith("\u2581") for i in range(self.size)])
+        return np.array([starts_word(self._sp.id_to_piece(i)) for i in range(self.size)])
+
+
+# Scripts written without spaces between words (code point ranges): CJK ideographs, kana, Thai, Lao, Myanmar, Khmer.
+UNSPACED_SCRIPTS = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F),
+                    (0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF))
+
+
+def starts_word(piece: str, marker: str = "\u2581") -> bool:
+    """Does a vocabulary piece begin a word, for whole-word masking? When it carries the word-start marker
+    ("▁" in SentencePiece, "Ġ" in byte-level BPE), or when its first character is of a script written without
+    spaces: there every character counts as a word, as BERT's tokenizer splits CJK ideographs. Otherwise an
+    unspaced sentence (Chinese, Japanese, Thai) is one "word", masked all at once or not at all."""
+    if piece.startswith(marker):
+        return True
+    first = ord(piece[0]) if piece else 0
+    return any(low <= first <= high for low, high in UNSPACED_SCRIPTS)
 
 
 def load_vocabulary(path: str) -> Vocabulary:
