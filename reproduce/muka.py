@@ -9,9 +9,9 @@ Blocks (MASSIVE en-US intents, 60 labels; every model 2 layers × 128, intents o
   hetero           split2 with the second teacher 1 layer × 96 on its own 1000-piece vocabulary
   cross            a MASSIVE teacher (all 60 intents) and an ATIS teacher (its intents): one student over
                    both label sets on both texts (no oracle: no single fine-tuning run covers both)
-Students read no gold label (atm/objectives/amalgamate.py). Writes results/muka/table.md, muka.png
-and NOTES.md with the verdicts: MUKA (soft + margin) beats vanilla KD by ≥ 1.5 points, beats UHC,
-and closes most of the gap (oracle − vanilla KD) to the oracle.
+Students read no gold label (atm/objectives/amalgamate.py). Writes results/muka/table.md (with the
+verdicts: MUKA (soft + margin) beats vanilla KD by ≥ 1.5 points, beats UHC, and closes most of the gap
+(oracle − vanilla KD) to the oracle) and muka.png; results/muka/NOTES.md is the hand-written reading.
 """
 from __future__ import annotations
 
@@ -137,7 +137,7 @@ def main(argv=None):
 def write(results, args, clock, steps):
     lines = [common.produced_by("muka", args, clock, steps, (("blocks", args.blocks),)), "",
              "Test intent accuracy (%), mean ± std over seeds; students read no gold label.", ""]
-    notes = ["# MUKA miniature: notes", ""]
+    verdicts = ["## The paper's claims, in miniature", ""]
     claims = []
     for block, seeds in results.items():
         lines += [f"## {block}", "", "| row | accuracy | per teacher part |", "|---|---|---|"]
@@ -164,14 +164,13 @@ def write(results, args, clock, steps):
             share = sum(closed) / len(closed)
             block_claims.append((f"{block}: MUKA closes most of the gap to the oracle",
                                  f"{common.held(share > 0.5)} ({100 * share:.0f}% of oracle − vanilla KD)"))
-        notes += [f"## {block}", *common.claim_bullets(block_claims), ""]
+        verdicts += common.claim_bullets(block_claims)
         claims += block_claims
         lines.append("")
-    lines += ["![MUKA miniature](muka.png)", ""]
+    lines += [*verdicts, "", "![MUKA miniature](muka.png)", ""]
     common.write_table(os.path.join(args.results, "table.md"), lines, claims)
-    common.write_table(os.path.join(args.results, "NOTES.md"), notes)
     plot(results, os.path.join(args.results, "muka.png"))
-    print("\n".join(lines + notes), flush=True)
+    print("\n".join(lines), flush=True)
 
 
 def plot(results, path):
