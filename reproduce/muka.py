@@ -81,6 +81,36 @@ def test_figures(workdir) -> dict:
         return json.load(f)
 
 
+def teacher_choice(config, scores_path: str) -> float:
+    """Share of the training rows whose best-scored teacher (Monte-Carlo scores) is the one that knows the
+    row's gold label. The gold labels are read here for the analysis only; no student reads them."""
+    import numpy as np
+
+    from atm.objectives import amalgamate
+
+    cached = scores_path.replace(".npz", "_choice.json")
+    if os.path.exists(cached):
+        with open(cached) as f:
+            return json.load(f)["teacher_choice"]
+    plans = amalgamate.plan_teachers(config)
+    part = {label: j for j, plan in enumerate(plans) for label in plan.labels}
+    gold_part = []
+    for task, bio_folder in dict.fromkeys(plan.source for plan in plans):  # build_split's row order
+        raws, _, kind = labelled.raw_rows(amalgamate.source_config(config, task, bio_folder), "train", None,
+                                          False, label_subset=False)
+        gold_part += [part.get(raw[labelled.SEQUENCE_LABEL[kind][0]], -1) for raw in raws]
+    with np.load(scores_path) as stored:
+        best = stored["scores"].argmax(axis=1)
+    gold_part = np.asarray(gold_part)
+    if len(gold_part) != len(best):
+        raise ValueError(f"{scores_path}: {len(best)} scored rows, {len(gold_part)} training rows")
+    known = gold_part >= 0
+    share = float((best[known] == gold_part[known]).mean())
+    with open(cached, "w") as f:
+        json.dump({"teacher_choice": share, "rows": int(known.sum())}, f)
+    return share
+
+
 def run_block(block, steps, seed, work, mc_passes, clock) -> dict:
     """{row: test accuracy} of one block and seed."""
     root = os.path.join(work, block, f"seed{seed}")
@@ -106,15 +136,17 @@ def run_block(block, steps, seed, work, mc_passes, clock) -> dict:
         common.run(config, dirs[name])
     out["teachers"] = [test_figures(d)["accuracy"] for d in dirs.values()]
     clock.log(f"{block} seed {seed}: teachers {out['teachers']}")
+    scores_path = os.path.join(root, "mc_scores.npz")
     for method in METHODS:
         workdir = os.path.join(root, method)
         # The three MUKA rows share one scoring pass: same teachers, seed and stream (score.signature checks it).
-        common.run(student_config(dirs, method, steps["student"], seed, mc_passes, seq_len,
-                                  os.path.join(root, "mc_scores.npz")), workdir)
+        config = student_config(dirs, method, steps["student"], seed, mc_passes, seq_len, scores_path)
+        common.run(config, workdir)
         figures = test_figures(workdir)
         out[method] = figures["accuracy"]
         out[f"{method}_parts"] = [figures.get(f"accuracy_{name}") for name in dirs]
         clock.log(f"{block} seed {seed} {method}: {figures['accuracy']:.3f}")
+    out["teacher_choice"] = teacher_choice(config, scores_path)
     return out
 
 
@@ -153,6 +185,9 @@ def write(results, args, clock, steps):
                 parts = [[s[f"{row}_parts"][i] or 0.0 for s in seeds] for i in range(len(seeds[0][f"{row}_parts"]))]
                 part_cells = " / ".join(common.cell(p) for p in parts)
             lines.append(f"| {NAMES[row]} | {common.cell([s[row] for s in seeds])} | {part_cells} |")
+        if "teacher_choice" in seeds[0]:
+            lines += ["", "Training rows whose best-scored teacher knows the gold label (Monte-Carlo scores; gold read "
+                      f"for this figure only): {common.cell([s['teacher_choice'] for s in seeds])}%"]
         muka, vanilla, uhc = ([s[k] for s in seeds] for k in ("muka_soft_margin", "vanilla_kd", "uhc"))
         gap = sum(m - v for m, v in zip(muka, vanilla)) / len(seeds) * 100
         block_claims = [(f"{block}: MUKA (soft + margin) beats vanilla KD by ≥ 1.5 points",
