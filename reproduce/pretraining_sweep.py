@@ -86,6 +86,12 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                    dict(M50_SINPOS)),
     "m50_sinpos_long": ("post-LN, lr 3e-3, warmup 100, mask rate 0.5, sinusoidal positions, the long run",
                         dict(M50_SINPOS)),
+    "m50_sinpos_unspaced": ("post-LN, lr 3e-3, warmup 100, mask rate 0.5, sinusoidal positions, 2000 steps; whole "
+                            "words split unspaced scripts per character (atm.data.vocab.starts_word)",
+                            {**M50_SINPOS, "score_all_maskings": True}),
+    "m50_sinpos_tokens": ("post-LN, lr 3e-3, warmup 100, mask rate 0.5, sinusoidal positions, 2000 steps, "
+                          "single tokens masked (no whole-word masking)",
+                          {**M50_SINPOS, "data.whole_word_masking": False, "score_all_maskings": True}),
     "lr3e-3_lang5": ("lr 3e-3, warmup 100, Latin-script mix: en/de/fr/es/sw only, own 8k vocab",
                      {**FAST, "data.tasks": MIX5, "vocab": "v8k_lang5"}),
 }
@@ -134,6 +140,7 @@ def variant_config(name: str, steps: int, work: str):
     c = mini_config()
     overrides = dict(overrides)
     vocab_name = overrides.pop("vocab", "v8k")
+    overrides.pop("score_all_maskings", None)
     c.data.vocab = build_vocab(vocab_name, work)
     c.data.vocab_size = c.model.vocab_size = VOCABS[vocab_name][0]
     for key, value in {**FIRST_MINI, **overrides}.items():
@@ -158,7 +165,14 @@ def heldout_rows(config) -> list[str]:
     return [texts[i] for i in range(0, len(rows), every) if rows[i][0] not in seen]
 
 
-def heldout(workdir: str, config, name: str = "heldout.json") -> dict:
+# How held-out rows can be masked for scoring (always at 15%), besides as the run was trained: whole words by
+# atm.data.vocab.starts_word; whole words by the rule before 2026-12-07, where only "▁" starts a word (an
+# unspaced Chinese or Thai sentence is one word), which the rows measured before then used; single tokens.
+HELDOUT_MASKING = {"words": "heldout_words.json", "spaced_words": "heldout_spaced_words.json",
+                   "tokens": "heldout_tokens.json"}
+
+
+def heldout(workdir: str, config, name: str = "heldout.json", masking: str = "") -> dict:
     """{step: {accuracy, loss, rows}} of every checkpoint in `workdir` on the clean held-out rows."""
     path = os.path.join(workdir, name)
     if os.path.exists(path):
@@ -176,7 +190,11 @@ def heldout(workdir: str, config, name: str = "heldout.json") -> dict:
     vocab = SentencePieceVocabulary(os.path.join(workdir, "vocab.model"))
     texts = heldout_rows(config)
     examples = [np.asarray(ids, np.int32) for ids in vocab.encode_batch(texts)]
+    if masking:
+        config.data.whole_word_masking = masking != "tokens"
     starts = vocab.word_start_table() if config.data.whole_word_masking else None
+    if masking == "spaced_words":
+        starts = np.array([vocab.id_to_piece(i).startswith("\u2581") for i in range(vocab.size)])
     data = Batcher(examples, config.data.seq_len, config.train.batch_size, 0, config.data.pack, vocab.cls_id,
                    vocab.sep_id, vocab.pad_id, word_starts=None if starts is None else [starts[e] for e in examples])
     objective = objectives.get(config.objective)(config, vocab, None)
@@ -233,6 +251,9 @@ def run_variant(name: str, steps: int, work: str, train_it: bool = True) -> dict
             f.write(f"{time.time() - start:.1f}\n")
         records = read_metrics(workdir)
     curve = heldout(workdir, config, "heldout_stopped.json" if stopped else "heldout.json")
+    # The other two maskings: only for runs started since whole words split unspaced scripts (their final step).
+    other = {m: heldout(workdir, config, f, m) for m, f in HELDOUT_MASKING.items()
+             if VARIANTS[name][1].get("score_all_maskings") and not stopped}
     minutes = train_minutes(records, config.train.batch_size * config.data.seq_len)
     loop_eval = {r["step"]: r["eval_accuracy"] for r in records if "eval_accuracy" in r}
     final = max(curve)
@@ -245,6 +266,7 @@ def run_variant(name: str, steps: int, work: str, train_it: bool = True) -> dict
             "final_accuracy": curve[final]["accuracy"], "best_accuracy": max(v["accuracy"] for v in curve.values()),
             "final_loss": curve[final]["loss"], "loop_eval_accuracy": loop_eval.get(final),
             "heldout_rows": curve[final]["rows"],
+            **{f"final_accuracy_{m}": c[final]["accuracy"] for m, c in other.items()},
             "curve": [(s, round(minutes.get(s, float("nan")), 2), v["accuracy"], v["loss"]) for s, v in
                       sorted(curve.items())]}
 
@@ -267,7 +289,9 @@ def write_table(rows: list[dict], out_dir: str, load: str):
     lines += ["", "Curves (step, train minutes, held-out accuracy, held-out loss):", ""]
     for r in rows:
         points = ", ".join(f"{s}: {m:.1f} min {100 * a:.1f}% / {loss:.2f}" for s, m, a, loss in r["curve"])
-        lines.append(f"- {r['variant']}: {points}")
+        others = [f"{m.replace('_', ' ')} {100 * r[f'final_accuracy_{m}']:.1f}%" for m in HELDOUT_MASKING
+                  if f"final_accuracy_{m}" in r]
+        lines.append(f"- {r['variant']}: {points}" + (f" (final, scored with {', '.join(others)})" if others else ""))
     with open(os.path.join(out_dir, "sweep.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
