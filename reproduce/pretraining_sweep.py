@@ -296,6 +296,33 @@ def write_table(rows: list[dict], out_dir: str, load: str):
         f.write("\n".join(lines) + "\n")
 
 
+def word_length_shares(vocab_name: str, work: str) -> dict:
+    """How the clean held-out tokens fall into words of 1, 2, ... pieces (≥ 20 together), under the whole-word
+    rule now (atm.data.vocab.starts_word) and the ▁-only rule before it: what whole-word masking asks a model
+    to predict at once."""
+    import numpy as np
+
+    from atm.data.vocab import SentencePieceVocabulary
+
+    vocab = SentencePieceVocabulary(build_vocab(vocab_name, work))
+    rules = {"words": vocab.word_start_table(),
+             "spaced_words": np.array([vocab.id_to_piece(i).startswith("\u2581") for i in range(vocab.size)])}
+    encoded = [np.asarray(ids) for ids in vocab.encode_batch(heldout_rows(mini_config())) if len(ids)]
+    total = sum(len(ids) for ids in encoded)
+    out = {"vocab": vocab_name, "tokens": total}
+    for rule, starts in rules.items():
+        tokens_by_length, words = np.zeros(21), 0
+        for ids in encoded:
+            word_starts = starts[ids].copy()
+            word_starts[0] = True  # as pipeline.pack_row: a row's first piece begins a word
+            lengths = np.bincount(np.cumsum(word_starts))[1:]
+            np.add.at(tokens_by_length, np.minimum(lengths, 20), lengths)
+            words += len(lengths)
+        out[rule] = {"pieces_per_word": total / words,
+                     "token_share_by_word_length": {n: float(v / total) for n, v in enumerate(tokens_by_length) if v}}
+    return out
+
+
 def count_model_accuracy(vocab_name: str, work: str, mask_rate: float = 0.15) -> dict:
     """What local context alone gives: the accuracy on single masked tokens of the held-out rows (the loop's
     every-50th rows not seen in training) of argmax counts of (left, right) neighbour pairs from half the
@@ -375,9 +402,19 @@ def main(argv=None):
     parser.add_argument("--finetune_steps", type=int, default=1500)
     parser.add_argument("--finetune_lr", default="pretrained=5e-4,scratch=1e-3",
                         help="init=learning rate pairs, init: pretrained | scratch")
+    parser.add_argument("--word_lengths", default="", help="a vocabulary: token shares by word length (pieces)")
     parser.add_argument("--calibrate", default="", help="vocabularies: the (left, right)-neighbour count model's accuracy")
     args = parser.parse_args(argv)
     work = os.path.abspath(args.workdir)
+    if args.word_lengths:
+        shares = word_length_shares(args.word_lengths, work)
+        with open(os.path.join(REPO, args.results, "word_lengths.json"), "w") as f:
+            json.dump(shares, f, indent=1)
+        for rule in ("spaced_words", "words"):
+            by_length = shares[rule]["token_share_by_word_length"]
+            print(f"{rule:>12}: {shares[rule]['pieces_per_word']:.2f} pieces per word; share of tokens in words of "
+                  + ", ".join(f"{n}{'+' if n == 20 else ''}: {100 * v:.1f}%" for n, v in by_length.items()))
+        return
     if args.calibrate:
         rows = [count_model_accuracy(v, work) for v in args.calibrate.split(",")]
         os.makedirs(os.path.join(REPO, args.results), exist_ok=True)
