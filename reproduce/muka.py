@@ -81,17 +81,21 @@ def test_figures(workdir) -> dict:
         return json.load(f)
 
 
-def teacher_choice(config, scores_path: str) -> float:
-    """Share of the training rows whose best-scored teacher (Monte-Carlo scores) is the one that knows the
-    row's gold label. The gold labels are read here for the analysis only; no student reads them."""
+def teacher_choice(config, scores_path: str, student_dir: str) -> dict:
+    """How often each way of weighing the teachers favours, on a training row, the teacher that knows the
+    row's gold label: the best Monte-Carlo score (MUKA's choice) and the largest share of the softmax over the
+    concatenated teacher logits (vanilla KD's target). The gold labels are read here for the analysis only;
+    no student reads them."""
+    import jax
     import numpy as np
 
+    from atm import sharding
     from atm.objectives import amalgamate
 
     cached = scores_path.replace(".npz", "_choice.json")
     if os.path.exists(cached):
         with open(cached) as f:
-            return json.load(f)["teacher_choice"]
+            return json.load(f)
     plans = amalgamate.plan_teachers(config)
     part = {label: j for j, plan in enumerate(plans) for label in plan.labels}
     gold_part = []
@@ -99,16 +103,47 @@ def teacher_choice(config, scores_path: str) -> float:
         raws, _, kind = labelled.raw_rows(amalgamate.source_config(config, task, bio_folder), "train", None,
                                           False, label_subset=False)
         gold_part += [part.get(raw[labelled.SEQUENCE_LABEL[kind][0]], -1) for raw in raws]
-    with np.load(scores_path) as stored:
-        best = stored["scores"].argmax(axis=1)
     gold_part = np.asarray(gold_part)
-    if len(gold_part) != len(best):
-        raise ValueError(f"{scores_path}: {len(best)} scored rows, {len(gold_part)} training rows")
+    with np.load(scores_path) as stored:
+        by_scores = stored["scores"].argmax(axis=1)
+    vocab, train, _, _ = amalgamate.Amalgamate.build_data(config, student_dir)
+    objective = amalgamate.Amalgamate(config, vocab, train)
+    mesh = sharding.make_mesh(config.mesh)
+    frozen = {k: v for teachers in objective.teachers.values() for k, v in teachers.shard(mesh).items()}
+    ordered = amalgamate.AmalgamationBatcher(train.split, train.arrays, 256, 0, False)
+    sizes = [len(plan.labels) for plan in plans]
+
+    def favoured(frozen, batch):
+        """(B,) the teacher with the largest share of the concatenated softmax; (B,) the best score
+        1 − H/log|C_j| of one pass with dropout off."""
+        logits = objective.teacher_logits(frozen, batch)
+        probs = jax.nn.softmax(jax.numpy.concatenate(logits, axis=-1), axis=-1)
+        bounds = np.cumsum([0] + sizes)
+        mass = jax.numpy.stack([probs[:, a:b].sum(-1) for a, b in zip(bounds[:-1], bounds[1:])], axis=-1)
+        entropy = jax.numpy.stack([-(jax.nn.softmax(z) * jax.nn.log_softmax(z)).sum(-1) / np.log(z.shape[-1])
+                                   for z in logits], axis=-1)
+        return mass.argmax(axis=1), (1 - entropy).argmax(axis=1)
+
+    by_logits, by_entropy = [], []
+    with sharding.MeshContext(mesh):
+        favoured_fn = jax.jit(favoured)
+        for i in range(ordered.num_batches):
+            batch = ordered.batch(i)
+            real = batch["example_weight"] > 0
+            mass, entropy = favoured_fn(frozen, {k: v for k, v in batch.items() if k.startswith("teacher")
+                                                 or k in ("positions", "token_types")})
+            by_logits.append(np.asarray(mass)[real])
+            by_entropy.append(np.asarray(entropy)[real])
+    by_logits, by_entropy = np.concatenate(by_logits), np.concatenate(by_entropy)
+    if not len(gold_part) == len(by_scores) == len(by_logits):
+        raise ValueError(f"{scores_path}: {len(by_scores)} scored rows, {len(gold_part)} training rows")
     known = gold_part >= 0
-    share = float((best[known] == gold_part[known]).mean())
+    out = {name: float((choice[known] == gold_part[known]).mean()) for name, choice in
+           (("mc_scores", by_scores), ("one_pass_scores", by_entropy), ("teacher_logits", by_logits))}
+    out["rows"] = int(known.sum())
     with open(cached, "w") as f:
-        json.dump({"teacher_choice": share, "rows": int(known.sum())}, f)
-    return share
+        json.dump(out, f)
+    return out
 
 
 def run_block(block, steps, seed, work, mc_passes, clock) -> dict:
@@ -146,7 +181,7 @@ def run_block(block, steps, seed, work, mc_passes, clock) -> dict:
         out[method] = figures["accuracy"]
         out[f"{method}_parts"] = [figures.get(f"accuracy_{name}") for name in dirs]
         clock.log(f"{block} seed {seed} {method}: {figures['accuracy']:.3f}")
-    out["teacher_choice"] = teacher_choice(config, scores_path)
+    out["teacher_choice"] = teacher_choice(config, scores_path, os.path.join(root, "muka_soft"))
     return out
 
 
@@ -186,8 +221,12 @@ def write(results, args, clock, steps):
                 part_cells = " / ".join(common.cell(p) for p in parts)
             lines.append(f"| {NAMES[row]} | {common.cell([s[row] for s in seeds])} | {part_cells} |")
         if "teacher_choice" in seeds[0]:
-            lines += ["", "Training rows whose best-scored teacher knows the gold label (Monte-Carlo scores; gold read "
-                      f"for this figure only): {common.cell([s['teacher_choice'] for s in seeds])}%"]
+            choice = {k: common.cell([s["teacher_choice"][k] for s in seeds])
+                      for k in ("mc_scores", "one_pass_scores", "teacher_logits")}
+            lines += ["", "Training rows on which the teacher that knows the gold label is favoured (gold read for "
+                      f"this figure only): by the Monte-Carlo scores (MUKA) {choice['mc_scores']}%, by the same score "
+                      f"from one pass with dropout off {choice['one_pass_scores']}%, by the share of the softmax over "
+                      f"the concatenated teacher logits (vanilla KD) {choice['teacher_logits']}%"]
         muka, vanilla, uhc = ([s[k] for s in seeds] for k in ("muka_soft_margin", "vanilla_kd", "uhc"))
         gap = sum(m - v for m, v in zip(muka, vanilla)) / len(seeds) * 100
         block_claims = [(f"{block}: MUKA (soft + margin) beats vanilla KD by ≥ 1.5 points",

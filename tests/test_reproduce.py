@@ -59,7 +59,8 @@ def write_muka_table(results_dir):
     def seed(d):
         return {"oracle": 0.90 + d, "teachers": [0.95, 0.93], "vanilla_kd": 0.70 + d, "uhc": 0.75 + d,
                 "muka_hard": 0.78 + d, "muka_soft": 0.80 + d, "muka_soft_margin": 0.85 + d,
-                **{f"{m}_parts": [0.8, 0.7] for m in muka.METHODS}}
+                **{f"{m}_parts": [0.8, 0.7] for m in muka.METHODS},
+                "teacher_choice": {"mc_scores": 0.6 + d, "one_pass_scores": 0.55, "teacher_logits": 0.8}}
     results = {"split2": [seed(d) for d in (-0.01, 0.0, 0.01)], "cross": [
         {k: v for k, v in seed(0.0).items() if k != "oracle"}]}
 
@@ -81,6 +82,7 @@ def test_muka_table_judges_its_claims_from_the_rows(tmp_path):
     assert "| MUKA soft + margin | 85.0 ± 1.0 | 80.0 ± 0.0 / 70.0 ± 0.0 |" in table
     assert "| MUKA soft + margin | 85.0 | 80.0 / 70.0 |" in table  # the cross block: one seed
     assert "| oracle (all labels, gold) | 90.0 ± 1.0 |  |" in table
+    assert "by the Monte-Carlo scores (MUKA) 60.0 ± 1.0%, by the same score from one pass" in table
     assert "beats vanilla KD by ≥ 1.5 points: **held** (+15.0 points)" in notes
     assert "beats UHC: **held** (+10.0 points, larger than the seed spread)" in notes
     assert "closes most of the gap to the oracle: **held** (75% of oracle − vanilla KD)" in notes
