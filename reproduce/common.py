@@ -81,22 +81,28 @@ def schedule(base: dict, args) -> dict:
 
 
 class Clock:
-    """Wall time since the first start in `workdir` (a resumed script keeps counting from then)."""
+    """Minutes spent running in `workdir`, summed over every start: a script resumed in a later session keeps
+    counting from where the last one stopped, and the hours between sessions do not count. The running total
+    is written to `workdir/elapsed_minutes` at each log line (two scripts sharing a workdir in parallel:
+    the later writer wins, so the figure is the longer one's)."""
 
     def __init__(self, workdir: str):
         os.makedirs(workdir, exist_ok=True)
-        path = os.path.join(workdir, "started_at")
-        if not os.path.exists(path):
-            with open(path, "w") as f:
-                f.write(str(time.time()))
-        with open(path) as f:
-            self.start = float(f.read())
-
-    def log(self, message: str):
-        print(f"[{(time.time() - self.start) / 60:5.1f} min] {message}", flush=True)
+        self.path = os.path.join(workdir, "elapsed_minutes")
+        self.before = 0.0
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                self.before = float(f.read())
+        self.start = time.time()
 
     def minutes(self) -> float:
-        return (time.time() - self.start) / 60
+        return self.before + (time.time() - self.start) / 60
+
+    def log(self, message: str):
+        minutes = self.minutes()
+        with open(self.path, "w") as f:
+            f.write(f"{minutes:.2f}")
+        print(f"[{minutes:5.1f} min] {message}", flush=True)
 
 
 def run(config, workdir: str) -> dict:

@@ -15,6 +15,18 @@ def test_verdict_states_the_gap_and_the_seed_spread():
     assert common.verdict([0.1], [0.2]) == "**did not hold** (-10.0 points)"  # one seed: no spread to compare
 
 
+
+def test_clock_counts_running_time_across_restarts_not_the_gap_between_them(tmp_path, monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(common.time, "time", lambda: now[0])
+    first = common.Clock(str(tmp_path))
+    now[0] += 600
+    first.log("ten minutes in")  # the script is killed after this line
+    now[0] += 86400  # a day passes before the next session resumes it
+    second = common.Clock(str(tmp_path))
+    now[0] += 300
+    assert second.minutes() == pytest.approx(15.0)
+
 def write_atm_table(results_dir):
     """reproduce/atm.py's writer on made-up per-seed figures (3 seeds, 25 minutes)."""
     def figures(accuracy, slot_f1):
