@@ -18,7 +18,11 @@ start from `config.init_from` or `config.student_init`. The method (atm/objectiv
 once (python -m atm.amalgamate.score, or automatically before the first step). No gold label of a
 training row is read.
 
-Result of this config on MASSIVE: not measured. reproduce/muka.py (2×128 students) was started on 2026-12-02; its table is not finished.
+Measured by reproduce/muka.py (results/muka/table.md, NOTES.md; 2×128 teachers and students from scratch,
+750 steps, 3 seeds, 2026-12-07): MUKA soft + margin is below vanilla KD in every block (split2 49.0 vs 57.9%,
+split4 21.9 vs 22.4%, heterogeneous teachers 47.5 vs 52.2%, MASSIVE + ATIS 24.5 vs 40.0% union test accuracy):
+these small teachers are confident outside their label sets, so the Monte-Carlo scores pick the teacher that
+knows a row less often than vanilla KD's logit mass does, and the margin cuts the step 3–16×.
 Measured in tests/test_amalgamate.py (2 × 64 student, 150 steps, generated six-intent data, teachers on
 the two halves, K = 4, 2026-12-02, 2 shared CPU cores at load 11–17): union test accuracy 85% (chance
 17%; per half 69% / 98%) with two 2 × 64 teachers, 69% (33% / 100%) when the second teacher is 1 × 48 on
