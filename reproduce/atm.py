@@ -4,12 +4,14 @@
 
 Each of the `--seeds` seeds (default 3) runs the whole pipeline with its own seed: pretraining, distillation
 and fine-tuning, so the spread in the table is that of the method, not only of fine-tuning. Steps per seed
-at scale 1.0: stage 1 720, stage 2 360, students 600 each, fine-tuning 600 per row. (The committed
-results/atm/table.md predates this: one pretraining run, fine-tuning seeds only, no from-scratch rows.)
+at scale 1.0: stage 1 1000 (32×128 tokens), stage 2 360, students 600 each, fine-tuning 1000 per row.
+`--run_seeds=0` in one process and `--run_seeds=1,2` in another use both cores; either writes the table
+once all seeds have finished (the vocabulary is trained before any seed, so start one process first).
 
-1. teacher_s1  MLM on the stage-1 public corpus (WikiANN text + TyDi QA contexts + XNLI premises,
-               70% spoken form; configs/atm_stage1_public.py); the first seed's run trains the 8000-piece
-               vocabulary every other run reads.
+1. teacher_s1  MLM with configs/atm_stage1_public.py:mini, the CPU-sized stage-1 recipe (issue 14): the
+               public corpus (WikiANN text + TyDi QA contexts + XNLI premises, 70% spoken form), half the
+               positions masked (whole words), lr 3e-3, post-LN, position table started at sin/cos; the
+               8000-piece vocabulary every run reads is trained on that corpus first (<workdir>/vocab).
 2. teacher_s2  stage 2: `init_from` teacher_s1 (params only, fresh optimizer and schedule), MLM on
                MASSIVE utterances (configs/atm_stage2_indomain.py).
 3. students    about a quarter of the teacher's non-embedding size, distilled (τ²·KL, α = 0.5, τ = 2)
@@ -44,71 +46,97 @@ PLOT_LABELS = {"teacher_s1": "teacher\nstage 1", "teacher_s2": "teacher\nstage 2
                "student_mlm": "student\nMLM only", "student_scratch": "student\nscratch"}
 
 
+# Every model (teachers, students, the from-scratch rows) is post-LN with its position table started at sin/cos:
+# the stage-1 `:mini` recipe's encoder settings (results/pretraining/NOTES.md), so that the from-scratch rows
+# differ from the pretrained ones in their starting weights only.
+RECIPE = dict(pre_layer_norm=False, position_init="sinusoidal")
+FINETUNE_LR = 1e-3  # every row; a gentler rate for the pretrained rows costs them 5-14 points (NOTES §0b)
+
+
+def model_of(teacher: bool) -> dict:
+    return {**common.MODEL, **(TEACHER if teacher else STUDENT), **RECIPE}
+
+
 def finetune_config(teacher: bool, vocab, steps, seed):
-    """MASSIVE en-US fine-tuning of a teacher (pre-LN) or a student (post-LN, as distilled)."""
-    model = {**common.MODEL, **(TEACHER if teacher else STUDENT), "pre_layer_norm": teacher}
-    return common.finetune_config(model, vocab, steps, seed)
+    """MASSIVE en-US fine-tuning (intent + slots) of the teacher's or the student's shape."""
+    return common.finetune_config(model_of(teacher), vocab, steps, seed, learning_rate=FINETUNE_LR)
 
 
 def main(argv=None):
     parser = common.parser(__doc__, seeds=3, workdir="workdirs/reproduce_atm", results="results/atm")
     parser.add_argument("--batch", type=int, default=32, help="pretraining and distillation batch")
+    parser.add_argument("--run_seeds", default="", help="run only these seeds (e.g. 1,2: one process per core); "
+                        "the table is written once every seed of --seeds has finished")
     args = parser.parse_args(argv)
     if args.smoke:
         args.scale, args.seeds, args.batch = 0.005, min(args.seeds, 2), 8
-    steps = common.schedule(dict(stage1=720, stage2=360, distill=600, finetune=600), args)
+    steps = common.schedule(dict(stage1=1000, stage2=360, distill=600, finetune=1000), args)
     work = os.path.abspath(args.workdir)
     clock = common.Clock(work)
-    os.makedirs(work, exist_ok=True)
+    # One vocabulary for every run, trained before any seed starts so that seeds can run in parallel.
+    vocab = common.stage1_vocab(os.path.join(work, "vocab"), *(("smoke", 8000, 0.9995, {"num_examples": 400})
+                                                               if args.smoke else ()))
     print(f"ATM miniature: steps {steps}, seeds {args.seeds}, workdir {work}", flush=True)
-    results = {}
-    vocab = ""  # the first stage-1 run trains it; every other run reads it
-    for seed in range(args.seeds):
-        runs, vocab = pretrain_and_distill(f"{work}/seed{seed}", seed, vocab, steps, args, clock)
+    run_seeds = [int(s) for s in args.run_seeds.split(",") if s] or range(args.seeds)
+    for seed in run_seeds:
+        runs = pretrain_and_distill(f"{work}/seed{seed}", seed, vocab, steps, args, clock)
         # 4: fine-tune every model (and the two shapes from scratch) on MASSIVE en-US; en-US + zero-shot
         for name in MODELS:
             c = finetune_config(name in TEACHERS, vocab, steps["finetune"], seed)
             c.init_from = runs.get(name, "")
             run_dir = f"{work}/seed{seed}/ft_{name}"
             common.run(c, run_dir)
-            results.setdefault(name, []).append(common.evaluate_locales(run_dir))
+            common.evaluate_locales(run_dir)
             clock.log(f"seed {seed}: fine-tuned {name}")
+    waiting = [seed for seed in range(args.seeds) for name in MODELS
+               if not os.path.exists(f"{work}/seed{seed}/ft_{name}/eval_locales.json")]
+    if waiting:
+        print(f"The table waits for seeds {sorted(set(waiting))}.", flush=True)
+        return
+    results = {name: [common.evaluate_locales(f"{work}/seed{seed}/ft_{name}") for seed in range(args.seeds)]
+               for name in MODELS}
     write_results(results, steps, args, clock)
 
 
-def pretrain_and_distill(root: str, seed: int, vocab: str, steps: dict, args, clock) -> tuple[dict, str]:
-    """Steps 1-3 with `seed`: {model: its run dir} for the pretrained and distilled models, and the vocabulary
-    (trained by this stage-1 run when `vocab` is empty)."""
+def pretrain_and_distill(root: str, seed: int, vocab: str, steps: dict, args, clock) -> dict:
+    """Steps 1-3 with `seed`: {model: its run dir} for the pretrained and distilled models."""
     def pretrain(objective, model, tasks, phase, seq_len, **data):
-        c = common.pretrain_config(objective, model, tasks, steps[phase], seq_len, args.batch, **data)
+        c = common.pretrain_config(objective, model, tasks, steps[phase], seq_len, args.batch, vocab=vocab, **data)
         c.seed = seed
         return c
 
-    # 1-2: the teachers
-    stage1 = pretrain("mlm", TEACHER, "mlm_text:0.8,tydiqa_goldp:0.1,xnli:0.1", "stage1", 64, spoken_share=0.7,
-                      num_examples=400 if args.smoke else 60000, **({"vocab": vocab} if vocab else {}))
+    # 1: stage 1, configs/atm_stage1_public.py:mini (its corpus, 70% spoken form, mask rate 0.5, lr 3e-3)
+    stage1 = common.stage1_mini_config()
+    stage1.seed = seed
+    stage1.model.update(model_of(teacher=True))
+    stage1.data.update(vocab=vocab, num_examples=400 if args.smoke else 0)
+    every = steps["stage1"]
+    stage1.train.update(steps=every, batch_size=args.batch, eval_every=every, eval_batches=4,
+                        log_every=max(1, every // 10))
+    stage1.optimizer.warmup_steps = min(stage1.optimizer.warmup_steps, max(1, every // 10))
+    stage1.checkpoint.update(every=every, keep=1)
     common.run(stage1, f"{root}/teacher_s1")
-    vocab = vocab or f"{root}/teacher_s1/vocab.model"
     clock.log(f"seed {seed}: teacher_s1 (stage 1) done")
-    stage2 = pretrain("mlm", TEACHER, "massive_text", "stage2", 32, vocab=vocab, num_examples=400 if args.smoke else 0)
+    # 2: stage 2, MLM on in-domain utterances from the stage-1 weights (fresh optimizer and schedule)
+    stage2 = pretrain("mlm", model_of(teacher=True), "massive_text", "stage2", 32, num_examples=400 if args.smoke else 0)
     stage2.init_from = f"{root}/teacher_s1"
     stage2.optimizer.learning_rate = 5e-4
     common.run(stage2, f"{root}/teacher_s2")
     clock.log(f"seed {seed}: teacher_s2 (stage 2) done")
 
     # 3: the students, on the same text: in-domain utterances with 30% stage-1 replay
-    distill_text = dict(vocab=vocab, num_examples=400 if args.smoke else 40000,
-                        replay_tasks="mlm_text_spoken_written", replay_share=0.3)
+    distill_text = dict(num_examples=400 if args.smoke else 40000, replay_tasks="mlm_text_spoken_written",
+                        replay_share=0.3)
     for name, teacher in (("student_s1", "teacher_s1"), ("student_s2", "teacher_s2"), ("student_mlm", None)):
-        c = pretrain("distill" if teacher else "mlm", STUDENT, "massive_text", "distill", 32, **distill_text)
-        c.model.pre_layer_norm = False
+        c = pretrain("distill" if teacher else "mlm", model_of(teacher=False), "massive_text", "distill", 32,
+                     **distill_text)
         if teacher:
             c.distill.teacher = f"{root}/{teacher}"
             c.kd.update(alpha=0.5, temperature=2.0, loss="kl")
         common.run(c, f"{root}/{name}")
         clock.log(f"seed {seed}: {name} done")
     pretrained = ("teacher_s1", "teacher_s2", "student_s1", "student_s2", "student_mlm")
-    return {name: f"{root}/{name}" for name in pretrained}, vocab
+    return {name: f"{root}/{name}" for name in pretrained}
 
 
 def write_results(results, steps, args, clock):
@@ -154,7 +182,7 @@ def write_results(results, steps, args, clock):
     table = [
         "# ATM in miniature (arXiv 2206.07808)", "",
         common.produced_by("atm", args, clock, steps, (("steps", args.steps),)),
-        f"Teacher: {TEACHER['num_layers']}×{TEACHER['hidden_size']} pre-LN, {teacher_params:,} non-embedding params; "
+        f"Teacher: {TEACHER['num_layers']}×{TEACHER['hidden_size']} post-LN, {teacher_params:,} non-embedding params; "
         f"students: {STUDENT['num_layers']}×{STUDENT['hidden_size']}, {student_params:,} "
         f"({student_params / teacher_params:.2f}× the teacher). Vocabulary: 8000 SentencePiece pieces trained on "
         "the stage-1 corpus. Students: τ²·KL (α = 0.5, τ = 2) on MASSIVE utterances + 30% stage-1 replay; the "

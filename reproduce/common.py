@@ -38,6 +38,41 @@ def pretrain_config(objective: str, model: dict, tasks: str, steps: int, seq_len
     return c
 
 
+def stage1_mini_config():
+    """configs/atm_stage1_public.py:mini, the CPU-sized stage-1 recipe of issue 14."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("atm_stage1_public",
+                                                  os.path.join(REPO, "configs", "atm_stage1_public.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config("mini")
+
+
+def stage1_vocab(folder: str, name: str = "v8k", size: int = 8000, coverage: float = 0.9995,
+                 data: dict | None = None) -> str:
+    """`folder`/`name`.model: a SentencePiece vocabulary trained on the `:mini` stage-1 corpus (with `data` over its
+    data section), as `python -m atm.data export` + `python -m atm.data.vocab` do (languages sampled with
+    alpha 0.3); trained once, then read."""
+    prefix = os.path.join(folder, name)
+    if os.path.exists(prefix + ".model"):
+        return prefix + ".model"
+    import sentencepiece as spm
+
+    from atm.data import export, vocab
+    corpus = os.path.join(folder, f"corpus_{name}.txt" if data else "corpus.txt")
+    if not os.path.exists(corpus):
+        config = stage1_mini_config()
+        config.data.update(data or {})
+        export.export(config, corpus)
+    pairs, _ = vocab.sample_by_language(vocab.read_lines_by_language(corpus), 0.3, 0, 0)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter([t for _, t in pairs]), model_prefix=prefix, vocab_size=size, model_type="unigram",
+        pad_id=0, unk_id=1, bos_id=2, eos_id=3, pad_piece="[PAD]", unk_piece="[UNK]", bos_piece="[CLS]",
+        eos_piece="[SEP]", user_defined_symbols=["[MASK]"], character_coverage=coverage, hard_vocab_limit=False,
+        num_threads=1, minloglevel=2)
+    return prefix + ".model"
+
+
 def finetune_config(model: dict, vocab: str, steps: int, seed: int, task: str = "massive_en_us", seq_len: int = 32,
                     batch_size: int = 32, learning_rate: float = 2e-3, eval_batches: int = 8,
                     keep: int | None = 1, **finetune):

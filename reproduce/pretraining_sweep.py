@@ -27,7 +27,6 @@ import time
 from reproduce import common
 
 REPO = common.REPO
-CONFIG = os.path.join(REPO, "configs", "atm_stage1_public.py")
 
 # name -> (description, {dotted config key: value}); every variant is `:mini` plus these.
 # `vocab` names a vocabulary from VOCABS (trained once on its corpus, reused by every run that names it).
@@ -106,33 +105,13 @@ FIRST_MINI = {"model.pre_layer_norm": True, "model.position_init": "normal", "ml
 
 
 def mini_config():
-    spec = importlib.util.spec_from_file_location("atm_stage1_public", CONFIG)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config("mini")
+    return common.stage1_mini_config()
 
 
 def build_vocab(name: str, work: str) -> str:
-    """SentencePiece model `name` trained on its corpus (the export CLI's lines, the vocab CLI's sampling)."""
+    """SentencePiece model `name` of VOCABS, trained once on its corpus under `work`/vocab."""
     size, coverage, corpus_data = VOCABS[name]
-    prefix = os.path.join(work, "vocab", name)
-    if os.path.exists(prefix + ".model"):
-        return prefix + ".model"
-    import sentencepiece as spm
-
-    from atm.data import export, vocab
-    corpus = os.path.join(work, "vocab", f"corpus_{name}.txt" if corpus_data else "corpus.txt")
-    if not os.path.exists(corpus):
-        config = mini_config()
-        config.data.update(corpus_data)
-        export.export(config, corpus)
-    pairs, _ = vocab.sample_by_language(vocab.read_lines_by_language(corpus), 0.3, 0, 0)
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter([t for _, t in pairs]), model_prefix=prefix, vocab_size=size, model_type="unigram",
-        pad_id=0, unk_id=1, bos_id=2, eos_id=3, pad_piece="[PAD]", unk_piece="[UNK]", bos_piece="[CLS]",
-        eos_piece="[SEP]", user_defined_symbols=["[MASK]"], character_coverage=coverage, hard_vocab_limit=False,
-        num_threads=1, minloglevel=2)
-    return prefix + ".model"
+    return common.stage1_vocab(os.path.join(work, "vocab"), name, size, coverage, corpus_data)
 
 
 def variant_config(name: str, steps: int, work: str):
