@@ -1,10 +1,14 @@
 """The Privileged Students (arXiv 2406.16524) in miniature: student initialisation vs task-level distillation.
 
-    python -m reproduce.privileged [--scale=1.0] [--seeds=1] [--pretrained=RUN_DIR] [--smoke]
+    python -m reproduce.privileged [--scale=1.0] [--seeds=3] [--pretrained=RUN_DIR] [--smoke]
 
-1. A pretrained teacher: `--pretrained` (e.g. reproduce.atm's workdirs/reproduce_atm/teacher_s2, or an
-   imported Hugging Face checkpoint: reproduce.minilm runs this script on all-MiniLM-L6-v2), or an
-   MLM run on MASSIVE utterances + 30% stage-1 text trained here (4 layers × 128). The teacher keeps the
+Each seed runs the whole pipeline with its own seed (pretraining, the teacher's fine-tuning, the students), so
+the spread is that of the method, not only of the students' fine-tuning:
+1. A pretrained teacher: `--pretrained`, a run directory in which `{seed}` stands for the seed (e.g.
+   reproduce.atm's `workdirs/reproduce_atm/seed{seed}/teacher_s2`) or one directory for every seed (an imported
+   Hugging Face checkpoint: reproduce.minilm runs this script on all-MiniLM-L6-v2); without it, an MLM run
+   per seed on MASSIVE utterances + 30% stage-1 text (4 layers × 128, the stage-1 `:mini` encoder settings:
+   post-LN, position table started at sin/cos, half the positions masked). The teacher keeps the
    pretrained run's shape and vocabulary.
 2. The teacher fine-tuned on MASSIVE en-US (intent + slots), from the pretrained weights.
 3. Students with half the layers (2 × 128 here, the teacher's width and vocabulary), fine-tuned on MASSIVE
@@ -12,9 +16,9 @@
    teacher (every-other layer; embeddings, layers and, from the fine-tuned teacher, the task heads) — each
    without distillation and with task-level KD (α_KD = 0.5, τ²·KL with τ = 2, or MSE on logits).
 4. The low-resource variant: the same with 10% of the training rows (no KD and KL).
-Evaluated on the en-US test split and zero-shot on de-DE test. Writes results/privileged/table.md and
-results/privileged/privileged.png. The paper's claim checked: copying from the fine-tuned teacher
-matters more than the distillation itself.
+Evaluated on the en-US test split and zero-shot on de-DE test. Layout: <workdir>/seed<s>/{teacher_pretrained,
+teacher_ft, student_<init>_<kd>_<pct>pct}. Writes results/privileged/table.md and privileged.png. The paper's
+claim checked: copying from the fine-tuned teacher matters more than the distillation itself.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import os
 from atm.config import default_config
 from reproduce import common
 
-TEACHER = {**common.MODEL, **common.TEACHER}  # pre-LN
+TEACHER = {**common.MODEL, **common.TEACHER, "pre_layer_norm": False, "position_init": "sinusoidal"}  # as `:mini`
 INITS = {"random": "random init", "pretrained": "copy ← pretrained teacher", "finetuned": "copy ← fine-tuned teacher"}
 KDS = {"none": "no KD", "kl": "KD (KL)", "mse": "KD (MSE)"}
 
@@ -47,66 +51,70 @@ def pretrained_shape_and_vocab(run_dir: str) -> tuple[dict, str]:
 
 
 def main(argv=None):
-    parser = common.parser(__doc__, seeds=1, workdir="workdirs/reproduce_privileged", results="results/privileged")
-    parser.add_argument("--pretrained", default="", help="a pretrained teacher run (else one is trained)")
+    parser = common.parser(__doc__, seeds=3, workdir="workdirs/reproduce_privileged", results="results/privileged")
+    parser.add_argument("--pretrained", default="", help="a pretrained teacher run, `{seed}` standing for the seed "
+                        "(else one is trained per seed)")
     parser.add_argument("--variants", default="", help="a subset, e.g. 'random:none:100,finetuned:kl:10' "
                         "(init:kd:data percent); default: the whole grid")
-    parser.add_argument("--teacher_lr", type=float, default=2e-3, help="the teacher's fine-tuning learning rate")
-    parser.add_argument("--student_lr", type=float, default=2e-3, help="every student's fine-tuning learning rate")
+    parser.add_argument("--teacher_lr", type=float, default=1e-3, help="the teacher's fine-tuning learning rate")
+    parser.add_argument("--student_lr", type=float, default=1e-3, help="every student's fine-tuning learning rate")
     args = parser.parse_args(argv)
     if args.smoke:
         args.scale, args.seeds = 0.005, 1
     steps = common.schedule(dict(pretrain=1500, teacher_ft=800, student_ft=800, low_resource_ft=400), args)
     work = os.path.abspath(args.workdir)
     clock = common.Clock(work)
-    os.makedirs(work, exist_ok=True)
     print(f"Privileged Students miniature: steps {steps}, seeds {args.seeds}, workdir {work}", flush=True)
-
-    pretrained = os.path.abspath(args.pretrained) if args.pretrained else f"{work}/teacher_pretrained"
-    if not args.pretrained:
-        c = default_config("mlm")
-        c.model.update(TEACHER)
-        c.data.update(source="tasks", tasks="massive_text", replay_tasks="mlm_text_spoken_written", replay_share=0.3,
-                      vocab_size=8000, seq_len=32, whole_word_masking=True, num_examples=400 if args.smoke else 0)
-        c.train.update(steps=steps["pretrain"], batch_size=32, log_every=max(1, steps["pretrain"] // 10),
-                       eval_every=steps["pretrain"])
-        c.optimizer.update(learning_rate=1e-3, warmup_steps=max(1, steps["pretrain"] // 10))
-        c.checkpoint.update(every=steps["pretrain"], keep=1)
-        common.run(c, pretrained)
-        clock.log("pretrained teacher done")
-    shape, vocab = pretrained_shape_and_vocab(pretrained)
-    layers = shape["num_layers"]
-
-    teacher = finetune_config(shape, layers, steps["teacher_ft"], 0, vocab, learning_rate=args.teacher_lr)
-    teacher.init_from = pretrained
-    common.run(teacher, f"{work}/teacher_ft")
-    teacher_figures = common.evaluate_locales(f"{work}/teacher_ft", ("en-US", "de-DE"))
-    clock.log("fine-tuned teacher done")
-
-    results = {}
     variants = [(init, kd, 1.0) for init in INITS for kd in KDS] + [(init, kd, 0.1) for init in INITS
                                                                      for kd in ("none", "kl")]
     if args.variants:
         variants = [(i, k, int(p) / 100) for i, k, p in (v.split(":") for v in args.variants.split(","))]
-    for init, kd, fraction in variants:
-        for seed in range(args.seeds):
+    results, teacher_figures = {}, []
+    for seed in range(args.seeds):
+        root = f"{work}/seed{seed}"
+        pretrained = (os.path.abspath(args.pretrained.format(seed=seed)) if args.pretrained
+                      else pretrain_teacher(f"{root}/teacher_pretrained", seed, steps["pretrain"], args.smoke))
+        shape, vocab = pretrained_shape_and_vocab(pretrained)
+        layers = shape["num_layers"]
+        teacher = finetune_config(shape, layers, steps["teacher_ft"], seed, vocab, learning_rate=args.teacher_lr)
+        teacher.init_from = pretrained
+        common.run(teacher, f"{root}/teacher_ft")
+        teacher_figures.append(common.evaluate_locales(f"{root}/teacher_ft", ("en-US", "de-DE")))
+        clock.log(f"seed {seed}: fine-tuned teacher done")
+        for init, kd, fraction in variants:
             c = finetune_config(shape, layers // 2, steps["student_ft" if fraction == 1.0 else "low_resource_ft"], seed,
                                 vocab, fraction, args.student_lr)
             if init != "random":
-                c.student_init.update(mode=init, teacher=pretrained if init == "pretrained" else f"{work}/teacher_ft",
+                c.student_init.update(mode=init, teacher=pretrained if init == "pretrained" else f"{root}/teacher_ft",
                                       layer_map="every_other")
             if kd != "none":
-                c.finetune.teacher = f"{work}/teacher_ft"
+                c.finetune.teacher = f"{root}/teacher_ft"
                 c.kd.update(alpha=0.5, temperature=2.0, loss=kd)
-            run_dir = f"{work}/student_{init}_{kd}_{int(fraction * 100)}pct_seed{seed}"
+            run_dir = f"{root}/student_{init}_{kd}_{int(fraction * 100)}pct"
             common.run(c, run_dir)
             results.setdefault((init, kd, fraction), []).append(common.evaluate_locales(run_dir, ("en-US", "de-DE")))
-            clock.log(f"student {init} / {kd} / {int(fraction * 100)}% seed {seed} done")
+            clock.log(f"seed {seed}: student {init} / {kd} / {int(fraction * 100)}% done")
     write_results(results, teacher_figures, steps, args, clock, shape)
 
 
+def pretrain_teacher(workdir: str, seed: int, steps: int, smoke: bool) -> str:
+    """MLM on MASSIVE utterances + 30% stage-1 text with the stage-1 `:mini` recipe's encoder and masking."""
+    c = default_config("mlm")
+    c.seed = seed
+    c.model.update(TEACHER)
+    c.mlm.mask_rate = 0.5
+    c.data.update(source="tasks", tasks="massive_text", replay_tasks="mlm_text_spoken_written", replay_share=0.3,
+                  vocab_size=8000, seq_len=32, whole_word_masking=True, num_examples=400 if smoke else 0)
+    c.train.update(steps=steps, batch_size=32, log_every=max(1, steps // 10), eval_every=steps)
+    c.optimizer.update(learning_rate=1e-3, warmup_steps=max(1, steps // 10))
+    c.checkpoint.update(every=steps, keep=1)
+    common.run(c, workdir)
+    return workdir
+
+
 def write_results(results, teacher_figures, steps, args, clock, shape: dict = TEACHER):
-    """`shape`: the teacher's model section (students have half its layers)."""
+    """`teacher_figures`: the fine-tuned teacher's figures per seed; `shape`: the teacher's model section (students
+    have half its layers)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -121,8 +129,10 @@ def write_results(results, teacher_figures, steps, args, clock, shape: dict = TE
     layers, width = shape["num_layers"], shape["hidden_size"]
     norm = "pre-LN" if shape["pre_layer_norm"] else "post-LN"
     copied = ", ".join(str(i) for i in range(0, layers, 2))
-    rows = [f"| teacher ({layers} layers, fine-tuned) | 100% | — | {100 * teacher_figures['en-US']['accuracy']:.1f} | "
-            f"{100 * teacher_figures['en-US']['slot_f1']:.1f} | {100 * teacher_figures['de-DE']['accuracy']:.1f} |"]
+    def teacher_cell(locale, metric):
+        return common.cell([f[locale][metric] for f in teacher_figures])
+    rows = [f"| teacher ({layers} layers, fine-tuned) | 100% | — | {teacher_cell('en-US', 'accuracy')} | "
+            f"{teacher_cell('en-US', 'slot_f1')} | {teacher_cell('de-DE', 'accuracy')} |"]
     for key in results:
         init, kd, fraction = key
         rows.append(f"| {INITS[init]} | {int(fraction * 100)}% | {KDS[kd]} | {common.cell(values(key, 'en-US', 'accuracy'))}"
@@ -149,7 +159,8 @@ def write_results(results, teacher_figures, steps, args, clock, shape: dict = TE
         f"students: {layers // 2} layers × {width}, the teacher's vocabulary, fine-tuned at lr {args.student_lr:g}; copies "
         f"take every other teacher layer ({copied}). Task-level KD: 0.5·CE + 0.5·KD per "
         "head (intent and slots), τ²·KL with τ = 2 or MSE on logits. Low resource: a fixed 10% of the train rows.",
-        f"Figures in % on MASSIVE test; mean ± standard deviation over {args.seeds} seed(s) where more than one.",
+        f"Figures in % on MASSIVE test; mean ± standard deviation over {args.seeds} seed(s) where more than one, each "
+        "seed its own teacher (pretraining, where this script pretrains, and fine-tuning) and students.",
         f"Read with care: a student copied from the fine-tuned teacher continues from a model that already had "
         f"{steps['teacher_ft']} fine-tuning steps, so it has seen {steps['teacher_ft']} + {steps['student_ft']} steps "
         f"of the task while the others saw {steps['student_ft']}; at this short schedule that head start is much of "
@@ -170,7 +181,8 @@ def write_results(results, teacher_figures, steps, args, clock, shape: dict = TE
             spreads = [100 * common.mean_spread(values((init, kd, fraction), "en-US", "accuracy"))[1]
                        if (init, kd, fraction) in results else 0.0 for init in INITS]
             ax.bar([i + 0.27 * offset for i in range(len(INITS))], means, 0.27, yerr=spreads, label=KDS[kd])
-        ax.axhline(100 * teacher_figures["en-US"]["accuracy"], color="k", ls="--", lw=1, label="teacher")
+        teacher_mean = common.mean_spread([f["en-US"]["accuracy"] for f in teacher_figures])[0]
+        ax.axhline(100 * teacher_mean, color="k", ls="--", lw=1, label="teacher")
         ax.set_xticks([i + 0.27 for i in range(len(INITS))])
         ax.set_xticklabels([v.replace(" ← ", "\n← ") for v in INITS.values()], fontsize=8)
         ax.set_title(f"en-US intent accuracy (%), {int(fraction * 100)}% of the training data")

@@ -244,11 +244,12 @@ def test_privileged_table_judges_copying_against_distillation_per_data_size(tmp_
             return 40.0
 
     shape = {**privileged.TEACHER, "num_layers": 6, "hidden_size": 384, "pre_layer_norm": False}
-    privileged.write_results(results, figures(0.75, 0.2), {"teacher_ft": 400, "student_ft": 400}, Args, Clock(), shape)
+    privileged.write_results(results, [figures(0.74, 0.2), figures(0.76, 0.2)], {"teacher_ft": 400, "student_ft": 400}, Args, Clock(), shape)
     table = (tmp_path / "table.md").read_text()
     assert "Teacher: 6 layers × 384 (post-LN), fine-tuned on MASSIVE en-US intent + slots (lr 0.0001)" in table
     assert "students: 3 layers × 384" in table and "take every other teacher layer (0, 2, 4)" in table
     assert "| copy ← fine-tuned teacher | 100% | no KD | 70.0 ± 1.4 | 35.0 ± 0.7 | 15.0 ± 1.4 |" in table
+    assert "| teacher (6 layers, fine-tuned) | 100% | — | 75.0 ± 1.4 | 37.5 ± 0.7 | 20.0 ± 0.0 |" in table
     claims = [c["verdict"] for c in json.loads((tmp_path / "claims.json").read_text())["claims"]]
     assert claims == ["**held**", "**did not hold**", "**held**", "**held**", "**did not hold**"]
     assert "100% data: copy ← fine-tuned teacher gains +30.0 intent-accuracy points, KD (KL) gains +5.0: **held**" in table
