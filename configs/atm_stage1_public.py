@@ -23,7 +23,11 @@ learned position table started at the sin/cos table (`model.position_init=sinuso
 Expected for `:mini` (measured 2026-12-02 with `python -m reproduce.pretraining_sweep --steps=2000
 --only=m50_sinpos_long`, 28 training minutes alone on 1 of 2 CPU cores, the other core busy): masked-token
 accuracy on held-out rows that never occur in training, scored at BERT's 15% with whole-word masks:
-16.3% / 17.8% / 19.2% / 19.4% at steps 500 / 1000 / 1500 / 2000 (MLM loss 5.34 → 4.87). The
+16.3% / 17.8% / 19.2% / 19.4% at steps 500 / 1000 / 1500 / 2000 (MLM loss 5.34 → 4.87). That run
+used the old word rule (only "▁" starts a word); with the current rule, where each character of an unspaced
+script is a word (atm.data.vocab.starts_word), the same recipe gave 16.6% / 17.4% / 18.8% / 19.4% (2026-12-07,
+`--only=m50_sinpos_unspaced`, 37.9 minutes with 3 processes on the 2 cores); `data.whole_word_masking=False`
+gives 20.1% on single masked tokens at step 2000 (results/pretraining/NOTES.md §0c). The
 settings this replaced (pre-LN, lr 1e-3, 15% masked) sat at the frequent-piece floor, 7.3%. The issue's
 target, 30%, is not reached. The loop's own eval_accuracy (at 50% masking, on rows a third of which also
 occur in training) reads 16.9% at step 1000.
