@@ -65,8 +65,7 @@ def finetune_config(teacher: bool, vocab, steps, seed):
 def main(argv=None):
     parser = common.parser(__doc__, seeds=3, workdir="workdirs/reproduce_atm", results="results/atm")
     parser.add_argument("--batch", type=int, default=32, help="pretraining and distillation batch")
-    parser.add_argument("--run_seeds", default="", help="run only these seeds (e.g. 1,2: one process per core); "
-                        "the table is written once every seed of --seeds has finished")
+    common.add_run_seeds(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.scale, args.seeds, args.batch = 0.005, min(args.seeds, 2), 8
@@ -77,8 +76,7 @@ def main(argv=None):
     vocab = common.stage1_vocab(os.path.join(work, "vocab"), *(("smoke", 8000, 0.9995, {"num_examples": 400})
                                                                if args.smoke else ()))
     print(f"ATM miniature: steps {steps}, seeds {args.seeds}, workdir {work}", flush=True)
-    run_seeds = [int(s) for s in args.run_seeds.split(",") if s] or range(args.seeds)
-    for seed in run_seeds:
+    for seed in common.seeds_to_run(args):
         runs = pretrain_and_distill(f"{work}/seed{seed}", seed, vocab, steps, args, clock)
         # 4: fine-tune every model (and the two shapes from scratch) on MASSIVE en-US; en-US + zero-shot
         for name in MODELS:
@@ -88,10 +86,7 @@ def main(argv=None):
             common.run(c, run_dir)
             common.evaluate_locales(run_dir)
             clock.log(f"seed {seed}: fine-tuned {name}")
-    waiting = [seed for seed in range(args.seeds) for name in MODELS
-               if not os.path.exists(f"{work}/seed{seed}/ft_{name}/eval_locales.json")]
-    if waiting:
-        print(f"The table waits for seeds {sorted(set(waiting))}.", flush=True)
+    if common.unfinished({seed: [f"{work}/seed{seed}/ft_{name}" for name in MODELS] for seed in range(args.seeds)}):
         return
     results = {name: [common.evaluate_locales(f"{work}/seed{seed}/ft_{name}") for seed in range(args.seeds)]
                for name in MODELS}

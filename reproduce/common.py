@@ -103,6 +103,26 @@ def parser(doc: str, seeds: int, workdir: str, results: str) -> argparse.Argumen
     return p
 
 
+def add_run_seeds(p: argparse.ArgumentParser):
+    """--run_seeds: a script that runs each seed's pipeline on its own can split its seeds over processes
+    (one per core); each process runs its seeds and the last to finish writes the table (`unfinished`)."""
+    p.add_argument("--run_seeds", default="", help="run only these seeds (e.g. 1,2: one process per core); the "
+                   "table is written once every seed of --seeds has finished")
+
+
+def seeds_to_run(args) -> list[int]:
+    return [int(s) for s in args.run_seeds.split(",") if s] or list(range(args.seeds))
+
+
+def unfinished(run_dirs: dict[int, list[str]]) -> list[int]:
+    """The seeds of {seed: its run dirs} with a run not yet evaluated (no eval_locales.json); printed if any."""
+    waiting = sorted(seed for seed, dirs in run_dirs.items()
+                     if not all(os.path.exists(os.path.join(d, "eval_locales.json")) for d in dirs))
+    if waiting:
+        print(f"The table waits for seeds {waiting}.", flush=True)
+    return waiting
+
+
 def scaled(base: dict, factor: float) -> dict:
     """{phase: steps} with each of `base`'s steps × `factor` (at least 2)."""
     return {k: max(2, int(v * factor)) for k, v in base.items()}

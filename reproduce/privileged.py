@@ -58,6 +58,7 @@ def main(argv=None):
                         "(init:kd:data percent); default: the whole grid")
     parser.add_argument("--teacher_lr", type=float, default=1e-3, help="the teacher's fine-tuning learning rate")
     parser.add_argument("--student_lr", type=float, default=1e-3, help="every student's fine-tuning learning rate")
+    common.add_run_seeds(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.scale, args.seeds = 0.005, 1
@@ -69,17 +70,18 @@ def main(argv=None):
                                                                      for kd in ("none", "kl")]
     if args.variants:
         variants = [(i, k, int(p) / 100) for i, k, p in (v.split(":") for v in args.variants.split(","))]
-    results, teacher_figures = {}, []
-    for seed in range(args.seeds):
+    def student_dir(seed, init, kd, fraction):
+        return f"{work}/seed{seed}/student_{init}_{kd}_{int(fraction * 100)}pct"
+
+    for seed in common.seeds_to_run(args):
         root = f"{work}/seed{seed}"
-        pretrained = (os.path.abspath(args.pretrained.format(seed=seed)) if args.pretrained
-                      else pretrain_teacher(f"{root}/teacher_pretrained", seed, steps["pretrain"], args.smoke))
+        pretrained = pretrained_run(args, root, seed, steps)
         shape, vocab = pretrained_shape_and_vocab(pretrained)
         layers = shape["num_layers"]
         teacher = finetune_config(shape, layers, steps["teacher_ft"], seed, vocab, learning_rate=args.teacher_lr)
         teacher.init_from = pretrained
         common.run(teacher, f"{root}/teacher_ft")
-        teacher_figures.append(common.evaluate_locales(f"{root}/teacher_ft", ("en-US", "de-DE")))
+        common.evaluate_locales(f"{root}/teacher_ft", ("en-US", "de-DE"))
         clock.log(f"seed {seed}: fine-tuned teacher done")
         for init, kd, fraction in variants:
             c = finetune_config(shape, layers // 2, steps["student_ft" if fraction == 1.0 else "low_resource_ft"], seed,
@@ -90,11 +92,24 @@ def main(argv=None):
             if kd != "none":
                 c.finetune.teacher = f"{root}/teacher_ft"
                 c.kd.update(alpha=0.5, temperature=2.0, loss=kd)
-            run_dir = f"{root}/student_{init}_{kd}_{int(fraction * 100)}pct"
+            run_dir = student_dir(seed, init, kd, fraction)
             common.run(c, run_dir)
-            results.setdefault((init, kd, fraction), []).append(common.evaluate_locales(run_dir, ("en-US", "de-DE")))
+            common.evaluate_locales(run_dir, ("en-US", "de-DE"))
             clock.log(f"seed {seed}: student {init} / {kd} / {int(fraction * 100)}% done")
+    seeds = range(args.seeds)
+    if common.unfinished({s: [f"{work}/seed{s}/teacher_ft"] + [student_dir(s, *v) for v in variants] for s in seeds}):
+        return
+    teacher_figures = [common.evaluate_locales(f"{work}/seed{s}/teacher_ft", ("en-US", "de-DE")) for s in seeds]
+    results = {v: [common.evaluate_locales(student_dir(s, *v), ("en-US", "de-DE")) for s in seeds] for v in variants}
+    shape, _ = pretrained_shape_and_vocab(pretrained_run(args, f"{work}/seed0", 0, steps))
     write_results(results, teacher_figures, steps, args, clock, shape)
+
+
+def pretrained_run(args, root: str, seed: int, steps: dict) -> str:
+    """`--pretrained` for `seed` ({seed} filled in), or this seed's own MLM run (trained unless finished)."""
+    if args.pretrained:
+        return os.path.abspath(args.pretrained.format(seed=seed))
+    return pretrain_teacher(f"{root}/teacher_pretrained", seed, steps["pretrain"], args.smoke)
 
 
 def pretrain_teacher(workdir: str, seed: int, steps: int, smoke: bool) -> str:

@@ -280,3 +280,13 @@ def test_minilm_stage2_table_judges_stage2_and_scratch_from_per_seed_figures(tmp
     assert "- pretraining beats the same encoder from scratch (intent accuracy): **held** (+20.0 points" in text
     record = json.loads((tmp_path / "stage2" / "claims.json").read_text())
     assert len(record["claims"]) == 4 and record["produced_by"].startswith("Produced by `python -m reproduce.minilm")
+
+
+def test_a_seed_with_an_unevaluated_run_keeps_the_table_waiting(tmp_path, capsys):
+    done, half = tmp_path / "a", tmp_path / "b"
+    for d in (done, half):
+        d.mkdir()
+    (done / "eval_locales.json").write_text("{}")
+    assert common.unfinished({0: [str(done)], 1: [str(done), str(half)]}) == [1]
+    assert "The table waits for seeds [1]." in capsys.readouterr().out
+    assert common.unfinished({0: [str(done)]}) == []
