@@ -46,15 +46,11 @@ PLOT_LABELS = {"teacher_s1": "teacher\nstage 1", "teacher_s2": "teacher\nstage 2
                "student_mlm": "student\nMLM only", "student_scratch": "student\nscratch"}
 
 
-# Every model (teachers, students, the from-scratch rows) is post-LN with its position table started at sin/cos:
-# the stage-1 `:mini` recipe's encoder settings (results/pretraining/NOTES.md), so that the from-scratch rows
-# differ from the pretrained ones in their starting weights only.
-RECIPE = dict(pre_layer_norm=False, position_init="sinusoidal")
 FINETUNE_LR = 1e-3  # every row; a gentler rate for the pretrained rows costs them 5-14 points (NOTES §0b)
 
 
 def model_of(teacher: bool) -> dict:
-    return {**common.MODEL, **(TEACHER if teacher else STUDENT), **RECIPE}
+    return {**common.MODEL, **(TEACHER if teacher else STUDENT), **common.MINI_ENCODER}
 
 
 def finetune_config(teacher: bool, vocab, steps, seed):
@@ -73,8 +69,9 @@ def main(argv=None):
     work = os.path.abspath(args.workdir)
     clock = common.Clock(work)
     # One vocabulary for every run, trained before any seed starts so that seeds can run in parallel.
-    vocab = common.stage1_vocab(os.path.join(work, "vocab"), *(("smoke", 8000, 0.9995, {"num_examples": 400})
-                                                               if args.smoke else ()))
+    vocab_folder = os.path.join(work, "vocab")
+    vocab = (common.stage1_vocab(vocab_folder, "smoke", data={"num_examples": 400}) if args.smoke
+             else common.stage1_vocab(vocab_folder))
     print(f"ATM miniature: steps {steps}, seeds {args.seeds}, workdir {work}", flush=True)
     for seed in common.seeds_to_run(args):
         runs = pretrain_and_distill(f"{work}/seed{seed}", seed, vocab, steps, args, clock)
@@ -113,7 +110,8 @@ def pretrain_and_distill(root: str, seed: int, vocab: str, steps: dict, args, cl
     common.run(stage1, f"{root}/teacher_s1")
     clock.log(f"seed {seed}: teacher_s1 (stage 1) done")
     # 2: stage 2, MLM on in-domain utterances from the stage-1 weights (fresh optimizer and schedule)
-    stage2 = pretrain("mlm", model_of(teacher=True), "massive_text", "stage2", 32, num_examples=400 if args.smoke else 0)
+    stage2 = pretrain("mlm", model_of(teacher=True), "massive_text", "stage2", 32,
+                      num_examples=400 if args.smoke else 0)
     stage2.init_from = f"{root}/teacher_s1"
     stage2.optimizer.learning_rate = 5e-4
     common.run(stage2, f"{root}/teacher_s2")

@@ -22,6 +22,10 @@ MODEL = dict(vocab_size=8000, max_positions=128, type_vocab_size=1, pre_layer_no
              layer_norm_eps=1e-5)
 TEACHER = dict(num_layers=4, hidden_size=128, num_heads=4, ffn_size=512)
 STUDENT = dict(num_layers=2, hidden_size=96, num_heads=4, ffn_size=384)  # 0.28 × the teacher's non-embedding size
+# The stage-1 `:mini` recipe's encoder settings (results/pretraining/NOTES.md): post-LN, the position table started
+# at sin/cos. Scripts that pretrain with that recipe give every model (from-scratch rows included) these settings,
+# so that pretrained and from-scratch rows differ in their starting weights only.
+MINI_ENCODER = dict(pre_layer_norm=False, position_init="sinusoidal")
 
 
 def pretrain_config(objective: str, model: dict, tasks: str, steps: int, seq_len: int, batch_size: int, **data):
@@ -40,12 +44,8 @@ def pretrain_config(objective: str, model: dict, tasks: str, steps: int, seq_len
 
 def stage1_mini_config():
     """configs/atm_stage1_public.py:mini, the CPU-sized stage-1 recipe of issue 14."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("atm_stage1_public",
-                                                  os.path.join(REPO, "configs", "atm_stage1_public.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config("mini")
+    import configs.atm_stage1_public as stage1
+    return stage1.get_config("mini")
 
 
 def stage1_vocab(folder: str, name: str = "v8k", size: int = 8000, coverage: float = 0.9995,

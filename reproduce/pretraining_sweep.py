@@ -104,10 +104,6 @@ FIRST_MINI = {"model.pre_layer_norm": True, "model.position_init": "normal", "ml
               "optimizer.learning_rate": 1e-3, "optimizer.warmup_steps": 250}
 
 
-def mini_config():
-    return common.stage1_mini_config()
-
-
 def build_vocab(name: str, work: str) -> str:
     """SentencePiece model `name` of VOCABS, trained once on its corpus under `work`/vocab."""
     size, coverage, corpus_data = VOCABS[name]
@@ -116,7 +112,7 @@ def build_vocab(name: str, work: str) -> str:
 
 def variant_config(name: str, steps: int, work: str):
     _, overrides = VARIANTS[name]
-    c = mini_config()
+    c = common.stage1_mini_config()
     overrides = dict(overrides)
     vocab_name = overrides.pop("vocab", "v8k")
     overrides.pop("score_all_maskings", None)
@@ -286,7 +282,7 @@ def word_length_shares(vocab_name: str, work: str) -> dict:
     vocab = SentencePieceVocabulary(build_vocab(vocab_name, work))
     rules = {"words": vocab.word_start_table(),
              "spaced_words": np.array([vocab.id_to_piece(i).startswith("\u2581") for i in range(vocab.size)])}
-    encoded = [np.asarray(ids) for ids in vocab.encode_batch(heldout_rows(mini_config())) if len(ids)]
+    encoded = [np.asarray(ids) for ids in vocab.encode_batch(heldout_rows(common.stage1_mini_config())) if len(ids)]
     total = sum(len(ids) for ids in encoded)
     out = {"vocab": vocab_name, "tokens": total}
     for rule, starts in rules.items():

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import os
 
-from atm.config import default_config
 from reproduce import common
 
-TEACHER = {**common.MODEL, **common.TEACHER, "pre_layer_norm": False, "position_init": "sinusoidal"}  # as `:mini`
+TEACHER = {**common.MODEL, **common.TEACHER, **common.MINI_ENCODER}
 INITS = {"random": "random init", "pretrained": "copy ← pretrained teacher", "finetuned": "copy ← fine-tuned teacher"}
 KDS = {"none": "no KD", "kl": "KD (KL)", "mse": "KD (MSE)"}
 
@@ -101,7 +100,8 @@ def main(argv=None):
         return
     teacher_figures = [common.evaluate_locales(f"{work}/seed{s}/teacher_ft", ("en-US", "de-DE")) for s in seeds]
     results = {v: [common.evaluate_locales(student_dir(s, *v), ("en-US", "de-DE")) for s in seeds] for v in variants}
-    shape, _ = pretrained_shape_and_vocab(pretrained_run(args, f"{work}/seed0", 0, steps))
+    from atm.convert import workdir
+    shape = workdir.read_config(f"{work}/seed0/teacher_ft")["model"]
     write_results(results, teacher_figures, steps, args, clock, shape)
 
 
@@ -114,15 +114,10 @@ def pretrained_run(args, root: str, seed: int, steps: dict) -> str:
 
 def pretrain_teacher(workdir: str, seed: int, steps: int, smoke: bool) -> str:
     """MLM on MASSIVE utterances + 30% stage-1 text with the stage-1 `:mini` recipe's encoder and masking."""
-    c = default_config("mlm")
+    c = common.pretrain_config("mlm", TEACHER, "massive_text", steps, 32, 32, replay_tasks="mlm_text_spoken_written",
+                               replay_share=0.3, num_examples=400 if smoke else 0)
     c.seed = seed
-    c.model.update(TEACHER)
     c.mlm.mask_rate = 0.5
-    c.data.update(source="tasks", tasks="massive_text", replay_tasks="mlm_text_spoken_written", replay_share=0.3,
-                  vocab_size=8000, seq_len=32, whole_word_masking=True, num_examples=400 if smoke else 0)
-    c.train.update(steps=steps, batch_size=32, log_every=max(1, steps // 10), eval_every=steps)
-    c.optimizer.update(learning_rate=1e-3, warmup_steps=max(1, steps // 10))
-    c.checkpoint.update(every=steps, keep=1)
     common.run(c, workdir)
     return workdir
 
@@ -144,6 +139,7 @@ def write_results(results, teacher_figures, steps, args, clock, shape: dict = TE
     layers, width = shape["num_layers"], shape["hidden_size"]
     norm = "pre-LN" if shape["pre_layer_norm"] else "post-LN"
     copied = ", ".join(str(i) for i in range(0, layers, 2))
+
     def teacher_cell(locale, metric):
         return common.cell([f[locale][metric] for f in teacher_figures])
     rows = [f"| teacher ({layers} layers, fine-tuned) | 100% | — | {teacher_cell('en-US', 'accuracy')} | "

@@ -15,7 +15,6 @@ def test_verdict_states_the_gap_and_the_seed_spread():
     assert common.verdict([0.1], [0.2]) == "**did not hold** (-10.0 points)"  # one seed: no spread to compare
 
 
-
 def test_clock_counts_running_time_across_restarts_not_the_gap_between_them(tmp_path, monkeypatch):
     now = [1000.0]
     monkeypatch.setattr(common.time, "time", lambda: now[0])
@@ -26,6 +25,7 @@ def test_clock_counts_running_time_across_restarts_not_the_gap_between_them(tmp_
     second = common.Clock(str(tmp_path))
     now[0] += 300
     assert second.minutes() == pytest.approx(15.0)
+
 
 def write_atm_table(results_dir):
     """reproduce/atm.py's writer on made-up per-seed figures (3 seeds, 25 minutes)."""
@@ -244,7 +244,8 @@ def test_privileged_table_judges_copying_against_distillation_per_data_size(tmp_
             return 40.0
 
     shape = {**privileged.TEACHER, "num_layers": 6, "hidden_size": 384, "pre_layer_norm": False}
-    privileged.write_results(results, [figures(0.74, 0.2), figures(0.76, 0.2)], {"teacher_ft": 400, "student_ft": 400}, Args, Clock(), shape)
+    teachers = [figures(0.74, 0.2), figures(0.76, 0.2)]  # one per seed
+    privileged.write_results(results, teachers, {"teacher_ft": 400, "student_ft": 400}, Args, Clock(), shape)
     table = (tmp_path / "table.md").read_text()
     assert "Teacher: 6 layers × 384 (post-LN), fine-tuned on MASSIVE en-US intent + slots (lr 0.0001)" in table
     assert "students: 3 layers × 384" in table and "take every other teacher layer (0, 2, 4)" in table
