@@ -114,10 +114,11 @@ def seeds_to_run(args) -> list[int]:
     return [int(s) for s in args.run_seeds.split(",") if s] or list(range(args.seeds))
 
 
-def unfinished(run_dirs: dict[int, list[str]]) -> list[int]:
-    """The seeds of {seed: its run dirs} with a run not yet evaluated (no eval_locales.json); printed if any."""
+def unfinished(run_dirs: dict[int, list[str]], marker: str = "eval_locales.json") -> list[int]:
+    """The seeds of {seed: its run dirs} with a run not yet done (no `marker` file: by default, not yet evaluated
+    on the locales); printed if any."""
     waiting = sorted(seed for seed, dirs in run_dirs.items()
-                     if not all(os.path.exists(os.path.join(d, "eval_locales.json")) for d in dirs))
+                     if not all(os.path.exists(os.path.join(d, marker)) for d in dirs))
     if waiting:
         print(f"The table waits for seeds {waiting}.", flush=True)
     return waiting
