@@ -29,9 +29,10 @@ import os
 from atm import config as atm_config
 from reproduce import common
 
-# The discriminator (= the MLM encoder): common.TEACHER's 4×128 shape, post-LN (the pretraining sweep's
-# lever, results/pretraining/), lr 3e-3; the generator follows from config.electra (hidden 32, 1 head, FFN 128).
-ENCODER = {**common.TEACHER, "pre_layer_norm": False}
+# The discriminator (= the MLM encoder): common.TEACHER's 4×128 shape with the stage-1 `:mini` encoder settings
+# (post-LN, sin/cos position start: the pretraining sweep's levers, results/pretraining/), lr 3e-3; the generator
+# follows from config.electra (hidden 32, 1 head, FFN 128).
+ENCODER = {**common.TEACHER, **common.MINI_ENCODER}
 SMOKE_ENCODER = dict(num_layers=2, hidden_size=32, num_heads=2, ffn_size=64, vocab_size=2000, pre_layer_norm=False)
 TEXT = "mlm_text_en:0.6,mlm_text_en_spoken:0.2,massive_text_en_us:0.2"
 TASKS = {"sst2": ("SST-2", "sst2", 64), "massive": ("MASSIVE en-US intents", "massive_en_us", 32)}
@@ -44,6 +45,7 @@ def electra_pretrain_config(model: dict, steps: int, batch: int, smoke: bool):
     c = common.pretrain_config("electra", model, TEXT, steps, 64, batch, num_examples=400 if smoke else 0)
     c.data.vocab_size = c.model.vocab_size
     c.optimizer.learning_rate = 3e-3
+    c.train.eval_every = max(1, steps // 5)  # the discriminator's curve (F1, AUC) in metrics.jsonl
     return c
 
 
@@ -124,8 +126,9 @@ def main(argv=None):
 def pretraining_reach(name: str, summary: dict) -> str:
     """How far a pretraining run got, from its final eval."""
     if name == "electra":
+        auc = f", AUC {summary['eval_rtd_auc']:.3f}" if "eval_rtd_auc" in summary else ""
         return (f"generator masked-token accuracy {100 * summary['eval_generator_accuracy']:.1f}%, "
-                f"replaced-token F1 {100 * summary['eval_rtd_f1']:.1f}% "
+                f"replaced-token F1 {100 * summary['eval_rtd_f1']:.1f}%{auc} "
                 f"({100 * summary['eval_replaced_share']:.1f}% of tokens replaced)")
     return f"masked-token accuracy {100 * summary['eval_accuracy']:.1f}%, MLM loss {summary['eval_loss']:.2f}"
 
@@ -149,7 +152,7 @@ def write_results(results: dict, pretrained: dict, steps: dict, ratio: dict, arg
         "# ELECTRA in miniature (arXiv 2003.10555)", "",
         common.produced_by("electra", args, clock, steps, (("steps", args.steps),)),
         f"Encoder (the ELECTRA discriminator and the MLM encoder alike): {shape['num_layers']}×"
-        f"{shape['hidden_size']} post-LN, {params:,} non-embedding params; the generator 0.25× as wide. Text: "
+        f"{shape['hidden_size']} post-LN (position table started at sin/cos), {params:,} non-embedding params; the generator 0.25× as wide. Text: "
         f"`{TEXT}`, {args.batch}×64-token batches, a {shape['vocab_size']}-piece vocabulary trained by the ELECTRA run. Equal pretraining "
         f"wall-clock: an ELECTRA step took {ratio['ratio']:.3f}× an MLM step (atm.bench, interleaved, load average "
         f"{ratio['load_avg_1m']}), so MLM ran {steps['mlm_pretrain']} steps to ELECTRA's {steps['pretrain']}.",

@@ -93,6 +93,15 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                           {**M50_SINPOS, "data.whole_word_masking": False, "score_all_maskings": True}),
     "lr3e-3_lang5": ("lr 3e-3, warmup 100, Latin-script mix: en/de/fr/es/sw only, own 8k vocab",
                      {**FAST, "data.tasks": MIX5, "vocab": "v8k_lang5"}),
+    # The two levers §0c left: fewer character-level scripts, and a wider encoder for fewer steps (both on
+    # m50_sinpos_tokens, the best run so far).
+    "m50_tokens_lang5": ("post-LN, lr 3e-3, warmup 100, mask rate 0.5, sinusoidal positions, single tokens; "
+                         "Latin-script mix: en/de/fr/es/sw only, own 8k vocab",
+                         {**M50_SINPOS, "data.whole_word_masking": False, "data.tasks": MIX5, "vocab": "v8k_lang5"}),
+    "m50_tokens_h256": ("post-LN, lr 3e-3, warmup 100, mask rate 0.5, sinusoidal positions, single tokens; "
+                        "4×256 encoder (FFN 1024), 3.8× the non-embedding parameters",
+                        {**M50_SINPOS, "data.whole_word_masking": False, "model.hidden_size": 256,
+                         "model.ffn_size": 1024}),
 }
 # name -> (pieces, character coverage, corpus: data overrides of `:mini` whose export trains it)
 VOCABS = {"v8k": (8000, 0.9995, {}), "v4k": (4000, 0.995, {}),

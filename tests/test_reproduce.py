@@ -107,7 +107,8 @@ def test_electra_table_judges_the_claim_per_task_and_states_how_far_pretraining_
 
     results = {"electra": {"sst2": [0.80, 0.81, 0.82], "massive": [0.50, 0.52, 0.54]},
                "mlm": {"sst2": [0.70, 0.71, 0.72], "massive": [0.53, 0.53, 0.53]}}
-    pretrained = {"electra": {"eval_generator_accuracy": 0.21, "eval_rtd_f1": 0.43, "eval_replaced_share": 0.12},
+    pretrained = {"electra": {"eval_generator_accuracy": 0.21, "eval_rtd_f1": 0.43, "eval_replaced_share": 0.12,
+                              "eval_rtd_auc": 0.71},
                   "mlm": {"eval_accuracy": 0.18, "eval_loss": 4.5}}
 
     class Args:
@@ -121,8 +122,8 @@ def test_electra_table_judges_the_claim_per_task_and_states_how_far_pretraining_
     electra_script.write_results(results, pretrained, {"pretrain": 1500, "finetune": 600, "mlm_pretrain": 1950},
                                  ratio, Args, Clock())
     table = (tmp_path / "table.md").read_text()
-    assert ("| ELECTRA discriminator | 1500 | generator masked-token accuracy 21.0%, replaced-token F1 43.0% "
-            "(12.0% of tokens replaced) | 81.0 ± 1.0 | 52.0 ± 2.0 |") in table
+    assert ("| ELECTRA discriminator | 1500 | generator masked-token accuracy 21.0%, replaced-token F1 43.0%, "
+            "AUC 0.710 (12.0% of tokens replaced) | 81.0 ± 1.0 | 52.0 ± 2.0 |") in table
     assert "| MLM encoder | 1950 | masked-token accuracy 18.0%, MLM loss 4.50 | 71.0 ± 1.0 | 53.0 ± 0.0 |" in table
     assert "(SST-2): **held** (+10.0 points, larger than the seed spread)" in table
     assert "(MASSIVE en-US intents): **did not hold** (-1.0 points, within the seed spread of 2.0)" in table

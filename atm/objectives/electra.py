@@ -27,7 +27,7 @@ accumulation nor the mesh changes the replacements. Losses are returned as sums 
 generator_loss, generator_accuracy (masked slots), discriminator_loss (the unweighted BCE mean),
 discriminator_accuracy (tokens), rtd_precision, rtd_recall, rtd_f1 (on replaced tokens; exact per step with
 grad_accum_steps = 1, else the token-weighted mean over micro-batches; eval figures are always exact) and
-replaced_share (share of tokens replaced).
+replaced_share (share of tokens replaced); the eval adds rtd_auc, the discriminator's ROC AUC over its tokens.
 [unverified] defaults: λ = 50, the 0.25 generator fraction (the paper's best for small/base), 85/15 masking
 with no random tokens, temperature 1 — google-research/electra's `configure_pretraining.py`, not re-derived.
 """
@@ -154,6 +154,20 @@ def precision_recall_f1(true_positives, predicted_positives, replaced):
     precision = true_positives / jnp.maximum(predicted_positives, 1.0)
     recall = true_positives / jnp.maximum(replaced, 1.0)
     return precision, recall, 2 * true_positives / jnp.maximum(predicted_positives + replaced, 1.0)
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of `scores` for the positive `labels` (Mann-Whitney U with average ranks for
+    ties, as sklearn's roc_auc_score); NaN when either class is absent. F1 at logit 0 says nothing while the
+    discriminator never puts a replaced token above one half; the AUC says whether it ranks them first."""
+    from scipy.stats import rankdata
+
+    positives = labels > 0.5
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    rank_sum = rankdata(scores)[positives].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def discriminator_fields(params: dict) -> dict[str, int]:
@@ -295,7 +309,8 @@ class Electra(Objective):
 
     def eval_outputs(self, params, frozen, batch, rng):
         out = self.forward(params, batch, rng, False)
-        return {k: out[k] for k in self.COUNTS}
+        return {**{k: out[k] for k in self.COUNTS}, "rtd_logits": out["rtd_logits"], "rtd_labels": out["labels"],
+                "rtd_weights": batch["segment_ids"] > 0}
 
     def summarize(self, outputs, batches, eval_data=None):
         t = {k: float(sum(np.sum(o[k]) for o in outputs)) for k in self.COUNTS}
@@ -306,7 +321,16 @@ class Electra(Objective):
         return {"loss": generator_loss + self.config.electra.rtd_weight * discriminator_loss,
                 "generator_loss": generator_loss, "generator_accuracy": t["mlm_correct"] / masked,
                 "discriminator_loss": discriminator_loss, "discriminator_accuracy": t["rtd_correct"] / tokens,
-                "rtd_precision": precision, "rtd_recall": recall, "rtd_f1": f1, "replaced_share": t["replaced"] / tokens}
+                "rtd_precision": precision, "rtd_recall": recall, "rtd_f1": f1, "replaced_share": t["replaced"] / tokens,
+                "rtd_auc": self.eval_auc(outputs)}
+
+    @staticmethod
+    def eval_auc(outputs) -> float:
+        """The discriminator's ROC AUC over every non-padding eval token (0.5: no better than chance)."""
+        weights = np.concatenate([np.asarray(o["rtd_weights"]).ravel() for o in outputs]) > 0
+        scores = np.concatenate([np.asarray(o["rtd_logits"], np.float32).ravel() for o in outputs])[weights]
+        labels = np.concatenate([np.asarray(o["rtd_labels"]).ravel() for o in outputs])[weights]
+        return roc_auc(scores, labels)
 
     def flops_per_token(self):
         """6× the matmul FLOPs of both models: the discriminator (layers, embedding projection, RTD head) on
