@@ -37,6 +37,7 @@ SMOKE_ENCODER = dict(num_layers=2, hidden_size=32, num_heads=2, ffn_size=64, voc
 TEXT = "mlm_text_en:0.6,mlm_text_en_spoken:0.2,massive_text_en_us:0.2"
 TASKS = {"sst2": ("SST-2", "sst2", 64), "massive": ("MASSIVE en-US intents", "massive_en_us", 32)}
 MODELS = ("electra", "mlm")
+PRETRAIN_LR = 1e-3  # both pretraining runs (MLM copies the ELECTRA run's optimiser)
 LABELS = {"electra": "ELECTRA discriminator", "mlm": "MLM encoder"}
 
 
@@ -46,7 +47,7 @@ def electra_pretrain_config(model: dict, steps: int, batch: int, smoke: bool):
     c.data.vocab_size = c.model.vocab_size
     # Not the MLM sweep's 3e-3: there the discriminator collapses to one constant logit (AUC 0.575 at step 300,
     # 0.500 at 600); at 1e-3 its AUC rises (0.60 → 0.63 over 400 steps; results/electra/NOTES.md).
-    c.optimizer.learning_rate = 1e-3
+    c.optimizer.learning_rate = PRETRAIN_LR
     c.train.eval_every = max(1, steps // 5)  # the discriminator's curve (F1, AUC) in metrics.jsonl
     return c
 
@@ -155,7 +156,7 @@ def write_results(results: dict, pretrained: dict, steps: dict, ratio: dict, arg
         common.produced_by("electra", args, clock, steps, (("steps", args.steps),)),
         f"Encoder (the ELECTRA discriminator and the MLM encoder alike): {shape['num_layers']}×"
         f"{shape['hidden_size']} post-LN (position table started at sin/cos), {params:,} non-embedding params; the generator 0.25× as wide. Text: "
-        f"`{TEXT}`, {args.batch}×64-token batches, lr 1e-3, a {shape['vocab_size']}-piece vocabulary trained by the ELECTRA run. Equal pretraining "
+        f"`{TEXT}`, {args.batch}×64-token batches, lr {PRETRAIN_LR:g}, a {shape['vocab_size']}-piece vocabulary trained by the ELECTRA run. Equal pretraining "
         f"wall-clock: an ELECTRA step took {ratio['ratio']:.3f}× an MLM step (atm.bench, interleaved, load average "
         f"{ratio['load_avg_1m']}), so MLM ran {steps['mlm_pretrain']} steps to ELECTRA's {steps['pretrain']}.",
         f"Fine-tuning: {steps['finetune']} steps, batch 32, lr 2e-3, on SST-2 and MASSIVE en-US intents; "
