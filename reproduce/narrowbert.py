@@ -268,18 +268,18 @@ def write_table(results: dict, path: str):
         f"# NarrowBERT in miniature (scale `{results['scale']}`, {results['seeds']} seeds)", "",
         f"Produced by `python -m reproduce.narrowbert --size={results['scale']} "
         f"--scale={results.get('step_scale', 1.0)} --seeds={results['seeds']}`"
-        + (f" in {results['minutes']} running minutes (one core at a time, summed over processes)."
+        + (f" in {results['minutes']} minutes by the workdir's clock (reproduce.common.Clock)."
            if "minutes" in results else "."),
         f"Model {s['model']}, vocabulary {s['vocab_size']}; pretraining: {s['pretrain_steps']} MLM steps of "
-        f"{s['batch_size']}×{s['seq_len']} tokens on the ATM stage-1 corpus ({s['rows'] or 'every'} rows"
+        f"{s['batch_size']}×{s['seq_len']} tokens on the ATM stage-1 corpus ({str(s['rows']) + ' rows' if s['rows'] else 'every row'}"
         + (f", configs/atm_stage1_public.py:{s['recipe']}'s recipe" if "recipe" in s else "") + "); fine-tuning: "
         f"{s['finetune_steps']} steps of {s['batch_size']}×{s['finetune_seq_len']} at learning rate "
         f"{s.get('finetune_lr', 5e-4):g}, same arrangement, "
         "validation accuracy. Mean ± std over seeds. Speed-ups: atm.bench interleaved on the same batches "
         "at the pretraining shape (median step time of BERT / of the arrangement), pretraining at the paper's "
         f"{100 * PAPER_MASK_RATE:g}% masking and at the recipe's; FLOP ratio: analytic." + bench_load(results), "",
-        "| arrangement | MLM eval acc | SST-2 acc | MASSIVE intent acc | pretrain speed-up | pretrain speed-up, "
-        "recipe's masking | [CLS] infer speed-up | FLOP ratio train / infer |",
+        "| arrangement | MLM eval acc | SST-2 acc | MASSIVE intent acc | pretrain speed-up (paper's masking) | "
+        "pretrain speed-up (recipe's masking) | [CLS] infer speed-up | FLOP ratio train (paper's masking) / infer |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in summarize(results):
