@@ -112,7 +112,7 @@ def test_electra_table_judges_the_claim_per_task_and_states_how_far_pretraining_
                   "mlm": {"eval_accuracy": 0.18, "eval_loss": 4.5}}
 
     class Args:
-        scale, seeds, steps, results, batch = 1.0, 3, "", str(tmp_path), 32
+        scale, seeds, steps, results, batch, finetune_lr = 1.0, 3, "", str(tmp_path), 32, 3e-4
 
     class Clock:
         def minutes(self):
