@@ -135,19 +135,23 @@ def run(scale_name: str, seeds: int, out: str, workdir: str, step_scale: float =
     return results
 
 
+def table_rows(scale: dict, arrangements: list[str]) -> list[tuple[str, str]]:
+    """(arrangement, its run folder name) per row of the table: each arrangement, then the scratch row."""
+    rows = arrangements + ([SCRATCH] if scale.get("scratch") else [])
+    return [(a, a.replace(":", "-") or "bert") for a in rows]
+
+
 def run_dirs(scale: dict, seed: int, arrangements: list[str], workdir: str) -> list[str]:
     """Every run directory of `seed`: each arrangement's pretraining and fine-tunings, then the scratch row's."""
-    names = [a.replace(":", "-") or "bert" for a in arrangements] + ([SCRATCH] if scale.get("scratch") else [])
-    return [os.path.join(workdir, f"seed{seed}", name, phase) for name in names
-            for phase in ([] if name == SCRATCH else ["pretrain"]) + [key for key, _, _ in TASKS]]
+    return [os.path.join(workdir, f"seed{seed}", name, phase) for arrangement, name in table_rows(scale, arrangements)
+            for phase in ([] if arrangement == SCRATCH else ["pretrain"]) + [key for key, _, _ in TASKS]]
 
 
 def seed_runs(scale: dict, seed: int, arrangements: list[str], vocab: str, workdir: str) -> list[dict]:
     """One record per arrangement (and the scratch row) of `seed`: pretraining and fine-tuning figures; runs
     what has not finished."""
     records = []
-    for arrangement in arrangements + ([SCRATCH] if scale.get("scratch") else []):
-        name = arrangement.replace(":", "-") or "bert"
+    for arrangement, name in table_rows(scale, arrangements):
         config = pretrain_config(scale, "" if arrangement == SCRATCH else arrangement, seed, vocab)
         record = {"seed": seed, "arrangement": arrangement or "bert", "pretrain": {}}
         pre_dir = ""
