@@ -4,13 +4,15 @@ several teachers per task, then fine-tuning per task.
     python -m reproduce.road [--scale=1.0] [--seeds=3] [--tasks=sst2,xnli_en,tydiqa_goldp_en,massive_en_us]
                              [--electra_workdir=workdirs/reproduce_electra] [--start=RUN] [--mlm_start=RUN]
                              [--blocks=electra,mlm] [--workdir=workdirs/reproduce_road] [--results=results/road]
+    python -m reproduce.road --run_seeds=0 & python -m reproduce.road --run_seeds=1,2   # one per core (start
+                             the second once the first has fine-tuned the teachers: both would train them)
     python -m reproduce.road --smoke --workdir=/tmp/road_smoke --results=/tmp/road_results   # end to end, 2×32
 
 Blocks (one start encoder each): `electra`, the 4×128 ELECTRA discriminator that reproduce/electra.py
 pretrained (`<electra_workdir>/electra`; --start takes any atm run instead), and `mlm`, that script's
 MLM encoder of the same size and text (`<electra_workdir>/mlm`; --mlm_start). With --smoke the script
 pretrains a 2×32 ELECTRA and its MLM twin for a few steps itself (reproduce/electra.py's smoke recipe).
-Layout: <workdir>/<block>/{teacher_TASK_seedN, single_TASK_seedS, ARM_seedS, ARM_seedS_ft_TASK}
+Layout: <workdir>/<block>_ftlr<finetune_lr>/{teacher_TASK_seedN, single_TASK_seedS, ARM_seedS, ARM_seedS_ft_TASK}
 (--smoke: the start encoders in <workdir>/pretrain_electra, pretrain_mlm). Arms per block, every one ending in single-task fine-tuning of each task from its checkpoint (the same
 recipe, `finetune` steps, seeds 0..S-1):
   (a) single_task   fine-tuning from the start encoder
@@ -67,6 +69,11 @@ CLAIMS = [("multitask", "single_task", "the multi-task second step helps ((b) > 
           ("multitask_kd", "multitask", "KD inside the multi-task step helps more ((c) > (b))"),
           ("multitask_wkd", "multitask_kd", "weighted KD ≥ the plain mean of the teachers ((d) ≥ (c))")]
 AT_LEAST = {"multitask_wkd"}  # claims of the form ≥: a tie holds
+# Every fine-tune's rate (teachers, arm (a), after the multi-task step). Not common.finetune_config's 2e-3:
+# there the post-LN ELECTRA discriminator does not learn SST-2 at all (55.8%), at 1e-3 one seed in three
+# stalls, at 3e-4 MASSIVE is far from trained in 600 steps (results/electra/NOTES.md). A block's folder
+# carries the rate, so runs at another rate are never reused.
+FINETUNE_LR = 5e-4
 
 
 def judge(better: list[float], worse: list[float], at_least: bool = False) -> str:
@@ -77,20 +84,24 @@ def judge(better: list[float], worse: list[float], at_least: bool = False) -> st
     return text
 
 
-def finetune_config(task: str, start: str, steps: int, seed: int, eval_batches: int = 2):
+def finetune_config(task: str, start: str, steps: int, seed: int, learning_rate: float = FINETUNE_LR,
+                    eval_batches: int = 2):
     """Single-task fine-tuning of `task` from the run `start` (its shape, vocabulary, init_from); the run's
     own eval is a quick look (`eval_batches`), the figures come from `figures`."""
     _, seq_len = TASKS[task]
     extra = dict(squad_version=2, doc_stride=64, max_query_tokens=32) if task.startswith("tydiqa") else {}
-    c = common.finetune_config({}, "", steps, seed, task=task, seq_len=seq_len, eval_batches=eval_batches, **extra)
+    c = common.finetune_config({}, "", steps, seed, task=task, seq_len=seq_len, learning_rate=learning_rate,
+                               eval_batches=eval_batches, **extra)
     c = config_from_workdir(c, start)
     c.data.seq_len = min(seq_len, c.data.seq_len)
     return c
 
 
 def multitask_config(tasks: list[str], start: str, steps: int, seed: int, teachers: dict, combine: str,
-                     eval_batches: int = 2):
-    """The multi-task second step over `tasks` from `start`; `teachers` {task: [runs]} with kd.combine=`combine`."""
+                     learning_rate: float = FINETUNE_LR, eval_batches: int = 2):
+    """The multi-task second step over `tasks` from `start`; `teachers` {task: [runs]} with kd.combine=`combine`.
+    It is fine-tuning on several tasks at once, so it takes the fine-tunes' rate (the discriminator stalls at
+    higher ones)."""
     c = default_config("multitask")
     c.seed = seed
     c.multitask.update(tasks=",".join(tasks), sampling="temperature", beta=0.5, tasks_per_step=1,
@@ -100,7 +111,7 @@ def multitask_config(tasks: list[str], start: str, steps: int, seed: int, teache
     c.data.seq_len = max(TASKS[t][1] for t in tasks)
     c.train.update(steps=steps, batch_size=32, log_every=max(1, steps // 5), eval_every=steps,
                    eval_batches=eval_batches)
-    c.optimizer.update(learning_rate=1e-3, warmup_steps=max(1, steps // 10))
+    c.optimizer.update(learning_rate=learning_rate, warmup_steps=max(1, steps // 10))
     c.checkpoint.update(every=steps, keep=1)
     return config_from_workdir(c, start)
 
@@ -147,34 +158,45 @@ def start_runs(args, work: str, steps: dict, clock) -> dict:
     return {b: os.path.abspath(starts[b]) for b in blocks}
 
 
-def run_block(block: str, start: str, tasks: list[str], steps: dict, seeds: int, work: str, clock) -> dict:
-    """{arm: {task: [figures per seed]}} of one block, plus "teachers": {task: [figures per teacher]}."""
-    root = os.path.join(work, block)
+def block_root(work: str, block: str, finetune_lr: float) -> str:
+    return os.path.join(work, f"{block}_ftlr{finetune_lr:g}")
+
+
+def run_block(block: str, start: str, tasks: list[str], steps: dict, seeds: int, work: str, clock,
+              finetune_lr: float = FINETUNE_LR, run_seeds: list[int] | None = None) -> dict | None:
+    """Runs the block's teachers and the seeds `run_seeds` (default: all `seeds`). Once every seed has
+    finished: {arm: {task: [figures per seed]}} plus "teachers": {task: [figures per teacher]}; else None."""
+    root = block_root(work, block, finetune_lr)
 
     def finetune(task, init, seed, name):
         workdir = os.path.join(root, name)
-        common.run(finetune_config(task, init, steps["finetune"], seed), workdir)
-        return figures(workdir, task), workdir
+        common.run(finetune_config(task, init, steps["finetune"], seed, finetune_lr), workdir)
+        figures(workdir, task)  # scored once, kept in the run dir
+        return workdir
 
-    out = {"teachers": {}, **{arm: {} for arm in ARMS}}
+    def finetuned(arm, task, seed):
+        return os.path.join(root, f"single_{task}_seed{seed}" if arm == "single_task" else f"{arm}_seed{seed}_ft_{task}")
+
     teachers = {}
     for task in tasks:
-        for seed in TEACHER_SEEDS:
-            fig, workdir = finetune(task, start, seed, f"teacher_{task}_seed{seed}")
-            out["teachers"].setdefault(task, []).append(fig)
-            teachers.setdefault(task, []).append(workdir)
+        teachers[task] = [finetune(task, start, seed, f"teacher_{task}_seed{seed}") for seed in TEACHER_SEEDS]
         clock.log(f"{block}: teachers of {task} fine-tuned")
-    for seed in range(seeds):
+    for seed in range(seeds) if run_seeds is None else run_seeds:
         for task in tasks:
-            out["single_task"].setdefault(task, []).append(finetune(task, start, seed, f"single_{task}_seed{seed}")[0])
+            finetune(task, start, seed, f"single_{task}_seed{seed}")
         clock.log(f"{block} seed {seed}: (a) single-task fine-tuning done")
         for arm, combine in COMBINE.items():
             mt = os.path.join(root, f"{arm}_seed{seed}")
-            common.run(multitask_config(tasks, start, steps["multitask"], seed, teachers if combine else {}, combine),
-                       mt)
+            common.run(multitask_config(tasks, start, steps["multitask"], seed, teachers if combine else {}, combine,
+                                        finetune_lr), mt)
             for task in tasks:
-                out[arm].setdefault(task, []).append(finetune(task, mt, seed, f"{arm}_seed{seed}_ft_{task}")[0])
+                finetune(task, mt, seed, f"{arm}_seed{seed}_ft_{task}")
             clock.log(f"{block} seed {seed}: {ARMS[arm]} done")
+    if common.unfinished({s: [finetuned(arm, t, s) for arm in ARMS for t in tasks] for s in range(seeds)},
+                         marker="road_figures.json"):
+        return None
+    out = {"teachers": {task: [figures(d, task) for d in dirs] for task, dirs in teachers.items()}}
+    out.update({arm: {t: [figures(finetuned(arm, t, s), t) for s in range(seeds)] for t in tasks} for arm in ARMS})
     return out
 
 
@@ -186,6 +208,8 @@ def main(argv=None):
                         help="reproduce/electra.py's workdir: its electra/ and mlm/ runs start the two blocks")
     parser.add_argument("--start", default="", help="any atm run to start the electra block from")
     parser.add_argument("--mlm_start", default="", help="any atm run to start the mlm block from")
+    parser.add_argument("--finetune_lr", type=float, default=FINETUNE_LR, help="every fine-tune's learning rate")
+    common.add_run_seeds(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.scale, args.seeds = 0.005, min(args.seeds, 1)
@@ -200,8 +224,11 @@ def main(argv=None):
     clock = common.Clock(work)
     print(f"ROaD miniature: steps {steps}, seeds {args.seeds}, tasks {tasks}, workdir {work}", flush=True)
     starts = start_runs(args, work, steps, clock)
-    results = {block: run_block(block, start, tasks, steps, args.seeds, work, clock) for block, start in starts.items()}
-    write(results, starts, args, clock, steps)
+    run_seeds = common.seeds_to_run(args) if args.run_seeds else None
+    results = {block: run_block(block, start, tasks, steps, args.seeds, work, clock, args.finetune_lr, run_seeds)
+               for block, start in starts.items()}
+    if all(r is not None for r in results.values()):
+        write(results, starts, args, clock, steps)
 
 
 def _column_values(per_seed: list[dict], key: str) -> list[float]:
@@ -218,6 +245,7 @@ def write(results: dict, starts: dict, args, clock, steps: dict):
              common.produced_by("road", args, clock, steps, (("tasks", args.tasks), ("blocks", args.blocks))),
              "Validation figures in % (XNLI and TyDi QA GoldP: their held-out parts), mean ± std over "
              f"{args.seeds} seeds; the teachers' row: the 2 teachers per task (seeds {', '.join(map(str, TEACHER_SEEDS))}). "
+             f"Every fine-tune: {steps['finetune']} steps at lr {args.finetune_lr:g}, the multi-task step too. "
              "Multi-task step: temperature sampling (β = 0.5), one task per step, τ = 3, λ = 0.5, a wrong "
              "teacher weighs 0.75 under weighted KD (ROaD's values, unverified).", ""]
     notes = ["# ROaD miniature: notes", "",

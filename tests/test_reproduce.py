@@ -153,6 +153,7 @@ def test_road_table_has_a_row_per_arm_and_judges_the_three_claims_per_column(tmp
 
     class Args:
         scale, seeds, steps, results, tasks, blocks = 1.0, 3, "", str(tmp_path), "all four", "electra"
+        finetune_lr = 5e-4
 
     class Clock:
         def minutes(self):
@@ -163,6 +164,7 @@ def test_road_table_has_a_row_per_arm_and_judges_the_three_claims_per_column(tmp
     assert ("| (b) multi-task → fine-tuning | 60.0 ± 1.0 | 60.0 ± 1.0 | 53.3 ± 1.0 | 60.0 ± 1.0 | 40.0 ± 1.0 "
             "| 60.0 ± 1.0 | 30.0 ± 1.0 |") in table
     assert "| teachers (2 per task) | 70.0 ± 0.0 |" in table
+    assert "Every fine-tune: 1 steps at lr 0.0005, the multi-task step too." in table
     assert "| (c) multi-task + KD (mean_probs) → fine-tuning | 58.0 ± 10.0 | 58.0 ± 10.0 | 51.3 ± 10.0 |" in table
     assert "| arm | de | en | sw |" in table and "| (a) single-task fine-tuning | 40.0 ± 1.0 | 50.0 ± 1.0 | 40.0 ± 1.0 |" in table
     first, second, third = notes.split("- the multi-task")[1], notes.split("- KD inside")[1], notes.split("- weighted")[1]
