@@ -159,12 +159,14 @@ def test_road_table_has_a_row_per_arm_and_judges_the_three_claims_per_column(tmp
         def minutes(self):
             return 5.0
 
-    road.write({"electra": block}, {"electra": "/runs/electra"}, Args, Clock(), {"finetune": 1, "multitask": 1})
+    steps = {"multitask": 1, **{f"finetune_{task}": 2 for task in road.TASKS}, "finetune_massive_en_us": 3}
+    road.write({"electra": block}, {"electra": "/runs/electra"}, Args, Clock(), steps)
     table, notes = (tmp_path / "table.md").read_text(), (tmp_path / "NOTES.md").read_text()
     assert ("| (b) multi-task → fine-tuning | 60.0 ± 1.0 | 60.0 ± 1.0 | 53.3 ± 1.0 | 60.0 ± 1.0 | 40.0 ± 1.0 "
             "| 60.0 ± 1.0 | 30.0 ± 1.0 |") in table
     assert "| teachers (2 per task) | 70.0 ± 0.0 |" in table
-    assert "Every fine-tune: 1 steps at lr 0.0005, the multi-task step too." in table
+    assert ("Fine-tuning steps (batch 32): SST-2 2, XNLI (en) 2, TyDi QA GoldP en 2, MASSIVE en-US 3; lr 0.0005 for "
+            "every fine-tune and the multi-task step.") in table
     assert "| (c) multi-task + KD (mean_probs) → fine-tuning | 58.0 ± 10.0 | 58.0 ± 10.0 | 51.3 ± 10.0 |" in table
     assert "| arm | de | en | sw |" in table and "| (a) single-task fine-tuning | 40.0 ± 1.0 | 50.0 ± 1.0 | 40.0 ± 1.0 |" in table
     first, second, third = notes.split("- the multi-task")[1], notes.split("- KD inside")[1], notes.split("- weighted")[1]
