@@ -296,6 +296,10 @@ def inherit_vocab(config: ml_collections.ConfigDict):
                          f"{config.init_from!r} ({inherited}); its embeddings belong to that one")
 
 
+# Keys a run fills in itself when the config leaves them empty (the vocabulary of init_from or the teacher).
+RESOLVED_WHEN_EMPTY = ("data.vocab",)
+
+
 def config_changes(config: ml_collections.ConfigDict, workdir: str, limit: int = 8) -> str:
     """'model.num_layers: 2 → 3, ...': where `config` differs from the run's saved config.json."""
     path = os.path.join(workdir, "config.json")
@@ -305,8 +309,8 @@ def config_changes(config: ml_collections.ConfigDict, workdir: str, limit: int =
         saved = _flatten(json.load(f))
     now = _flatten(json.loads(config.to_json_best_effort()))
     # Keys the saved config lacks are settings added to atm since that run: not a change by the user.
-    changed = [f"{k}: {saved[k]!r} → {now.get(k, '(absent)')!r}"
-               for k in sorted(saved) if saved[k] != now.get(k, "(absent)")]
+    changed = [f"{k}: {saved[k]!r} → {now.get(k, '(absent)')!r}" for k in sorted(saved)
+               if saved[k] != now.get(k, "(absent)") and not (k in RESOLVED_WHEN_EMPTY and now.get(k) == "")]
     return ", ".join(changed[:limit]) + (f" and {len(changed) - limit} more" if len(changed) > limit else "")
 
 

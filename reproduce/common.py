@@ -162,9 +162,13 @@ class Clock:
 
 
 def run(config, workdir: str) -> dict:
-    """Train `config` in `workdir` unless a finished run is already there (re-running a script resumes)."""
+    """Train `config` in `workdir` unless a finished run of the same config is already there (re-running a
+    script resumes); a finished run of another config (changed steps, rate, ...) is an error, never reused."""
     summary_path = os.path.join(workdir, "summary.json")
     if os.path.exists(summary_path):
+        if changes := train.config_changes(config, workdir):
+            raise ValueError(f"{workdir} holds a finished run of another config ({changes}): delete it or give "
+                             "the script another --workdir")
         with open(summary_path) as f:
             return json.load(f)
     summary = train.train_and_evaluate(config, workdir)

@@ -27,6 +27,21 @@ def test_clock_counts_running_time_across_restarts_not_the_gap_between_them(tmp_
     assert second.minutes() == pytest.approx(15.0)
 
 
+def test_a_finished_run_of_another_config_is_an_error_never_reused(tmp_path):
+    from atm import train
+
+    finished = common.finetune_config({}, "", 300, 0)
+    finished.data.vocab = "/runs/pretrained/vocab.model"  # what the run filled in from its init_from
+    train.write_resolved_config(finished, str(tmp_path))
+    (tmp_path / "summary.json").write_text('{"step": 300}')
+    again = common.finetune_config({}, "", 300, 0)  # vocab left empty: the run would fill in the same one
+    assert common.run(again, str(tmp_path)) == {"step": 300}
+    again.train.steps, again.optimizer.learning_rate = 600, 5e-4
+    with pytest.raises(ValueError, match=r"holds a finished run of another config \(optimizer.learning_rate: "
+                                         r"0.002 → 0.0005, train.steps: 300 → 600\)"):
+        common.run(again, str(tmp_path))
+
+
 def write_atm_table(results_dir):
     """reproduce/atm.py's writer on made-up per-seed figures (3 seeds, 25 minutes)."""
     def figures(accuracy, slot_f1):
