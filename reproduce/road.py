@@ -1,7 +1,7 @@
 """ROaD (PAPERS.md seed 2) in miniature: multi-task learning as a second pretraining step, with KD from
 several teachers per task, then fine-tuning per task.
 
-    python -m reproduce.road [--scale=1.0] [--seeds=3] [--tasks=sst2,xnli_en,tydiqa_goldp_en,massive_en_us]
+    python -m reproduce.road [--scale=1.0] [--seeds=3] [--tasks=sst2,tydiqa_goldp_en,massive_en_us] (xnli_en: on request)
                              [--electra_workdir=workdirs/reproduce_electra] [--start=RUN] [--mlm_start=RUN]
                              [--blocks=electra,mlm] [--workdir=workdirs/reproduce_road] [--results=results/road]
     python -m reproduce.road --run_seeds=0 & python -m reproduce.road --run_seeds=1,2   # one per core (start
@@ -22,8 +22,9 @@ recipe, `finetune` steps, seeds 0..S-1):
   (d) multitask_wkd (b) with ROaD's weighted KD (kd.combine=weighted, a wrong teacher weighs 0.75) → fine-tuning
 The teachers of (c)/(d) are single-task fine-tunes from the start encoder with seeds 100 and 101 (never
 the arm-(a) runs), trained once per block and shared by every seed; the multi-task step of seed s uses
-seed s. Tasks: SST-2, XNLI (trained on English; zero-shot over the 15 XNLI languages atm.evaluate scores),
-TyDi QA GoldP English (SQuAD 2.0 rules: "no answer" may be predicted), MASSIVE en-US intents and slots.
+seed s. Tasks: SST-2, TyDi QA GoldP English (SQuAD 2.0 rules: "no answer" may be predicted), MASSIVE en-US
+intents and slots; XNLI (trained on English, zero-shot over the 15 XNLI languages atm.evaluate scores) with
+--tasks only: at this size it stays at chance (DEFAULT_TASKS says why).
 Every figure is atm.evaluate's on the validation split (XNLI and TyDi QA: their held-out parts).
 Writes results/road/table.md (rows = arms, columns = tasks, mean ± std over seeds, per block; the XNLI
 zero-shot table per language), road.png and NOTES.md, which judges ROaD's three claims with the seed
@@ -58,6 +59,11 @@ TASKS = {"sst2": ("SST-2", 64), "xnli_en": ("XNLI (en)", 128), "tydiqa_goldp_en"
 # or the multi-task step wins by showing the encoder more of each task. MASSIVE's 60 intents need the most:
 # the ELECTRA discriminator reached 11-12% intent accuracy in 300 steps at lr 5e-4 (SST-2: 69-74%).
 FINETUNE_STEPS = {"sst2": 600, "xnli_en": 600, "tydiqa_goldp_en": 600, "massive_en_us": 1200}
+# The default table leaves XNLI out: its English training rows here are 1,971 (a part of the dev set; there
+# is no MNLI), and a 4×128 encoder does not learn NLI from them — the ELECTRA block's first teacher ended at
+# chance (en 28.7%, the other 14 languages 33.3-33.9%, train loss ln 3 for all 600 steps). A column at chance
+# would judge nothing. `--tasks=sst2,xnli_en,...` brings it back (with --scale, on a GPU).
+DEFAULT_TASKS = ("sst2", "tydiqa_goldp_en", "massive_en_us")
 # table columns: (task, figure key, header)
 COLUMNS = [("sst2", "accuracy", "SST-2 acc"), ("xnli_en", "accuracy", "XNLI en acc"),
            ("xnli_en", "zero_shot", "XNLI 15-language mean acc"), ("tydiqa_goldp_en", "f1", "TyDi QA F1"),
@@ -206,7 +212,7 @@ def run_block(block: str, start: str, tasks: list[str], steps: dict, seeds: int,
 
 def main(argv=None):
     parser = common.parser(__doc__, seeds=3, workdir="workdirs/reproduce_road", results="results/road")
-    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help=f"a subset of {','.join(TASKS)}")
     parser.add_argument("--blocks", default=",".join(BLOCKS))
     parser.add_argument("--electra_workdir", default="workdirs/reproduce_electra",
                         help="reproduce/electra.py's workdir: its electra/ and mlm/ runs start the two blocks")
