@@ -9,9 +9,11 @@ step (objective multitask, that one task, its k teachers, kd.combine=weighted). 
 multi-task step − plain step ≤ 1.1 × k teacher forward passes. Medians; the machine load (uptime)
 is printed beside them, since a loaded machine stretches every figure.
 
-Measured 2026-12-02 on the 2 shared CPU cores under heavy load (load average 19.4, 18.7, 17.9; figures
-stretched accordingly), `--teachers=2 --rounds=10`: plain step 11.17 s, one teacher forward 2.24 s,
-multi-task step with 2 teachers 14.84 s: overhead 3.67 s ≤ 1.1 × 2 × 2.24 = 4.94 s (within the bound).
+Measured 2026-12-07 on the 2 CPU cores with nothing else running (the two background experiments
+SIGSTOPped for the minute it took; uptime's lagging 1-minute load average read 1.9), `--teachers=2
+--rounds=20` → results/road/step_time.json: plain step 0.387 s, one teacher forward 0.095 s, multi-task
+step with 2 teachers 0.541 s: overhead 0.153 s ≤ 1.1 × 2 × 0.095 = 0.210 s (within the bound). (A first
+measurement on 2026-12-02 at load average 19 had read 11.17 / 2.24 / 14.84 s, also within the bound.)
 """
 from __future__ import annotations
 
