@@ -32,12 +32,12 @@ spread: the multi-task second step helps ((b) > (a)); KD inside it helps more ((
 ≥ the plain mean ((d) ≥ (c)). A finished step is not redone when the script is run again with the same
 --workdir. Data: /work/shared/data through atm's usual lookup (ATM_DATA_DIR / ../shared/data).
 
-Budget (an estimate, not a measured run): per block 8 teacher and 4·S arm-(a) fine-tunes, 3·S multi-task
-runs and 12·S fine-tunes after them; with S = 3: 56 fine-tunes of 300 steps (batch 32, 32-128 tokens)
-and 9 multi-task runs of 800 steps (32×128 tokens, 2 teacher forwards on KD steps) of the 4×128 encoder.
-From reproduce/electra.py's measured MLM step of that encoder (0.26 s for 32×64 tokens, load 1.7): about
-2 minutes a fine-tune with its compile and evaluation, 6-8 minutes a multi-task run, so about 3 hours a
-block and 6 for both on 2 CPU cores (--blocks=electra halves it; --scale shrinks every step count).
+Budget: per block 2 teacher fine-tunes per task, S arm-(a) fine-tunes per task, 3·S multi-task runs and
+3·S fine-tunes per task after them; with S = 3 and the default 3 tasks, 42 fine-tunes and 9 multi-task runs of
+800 steps (32×128 tokens, 2 teacher forwards on KD steps). Measured per run on one core (nice 5, the other core
+busy, 2026-12-07): an SST-2 fine-tune 4.1 minutes with its evaluation, TyDi QA 8.5, MASSIVE (1200 steps of
+32 tokens) about 4.5; so about 4 hours of fine-tuning and 1.5 of multi-task runs per block on one core —
+about 3 hours a block with `--run_seeds` over both cores (--scale shrinks every step count).
 Measured: `--smoke` (2×32 encoders, 7 pretraining, 2 fine-tuning, 4 multi-task steps, 1 seed, both blocks,
 every figure on the whole validation split) ran end to end in 26.0 minutes on 2 CPU cores under load
 (nice 15 beside two reproductions; load average 5-6), 2026-12-02.
