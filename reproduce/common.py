@@ -4,6 +4,7 @@ process, evaluating on MASSIVE locales, verdicts and table writing."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -161,20 +162,71 @@ class Clock:
         print(f"[{minutes:5.1f} min] {message}", flush=True)
 
 
+LOCK_POLL_S = 30.0
+
+
 def run(config, workdir: str) -> dict:
     """Train `config` in `workdir` unless a finished run of the same config is already there (re-running a
-    script resumes); a finished run of another config (changed steps, rate, ...) is an error, never reused."""
-    summary_path = os.path.join(workdir, "summary.json")
-    if os.path.exists(summary_path):
-        if changes := train.config_changes(config, workdir):
-            raise ValueError(f"{workdir} holds a finished run of another config ({changes}): delete it or give "
-                             "the script another --workdir")
-        with open(summary_path) as f:
-            return json.load(f)
-    summary = train.train_and_evaluate(config, workdir)
-    with open(summary_path, "w") as f:
-        json.dump(summary, f)
-    return summary
+    script resumes); a finished run of another config (changed steps, rate, ...) is an error, never reused.
+    Processes sharing a script's workdir (--run_seeds) never train one run twice at once: a run another live
+    process is training is waited for, then read."""
+    os.makedirs(workdir, exist_ok=True)
+    with _run_lock(workdir):
+        summary_path = os.path.join(workdir, "summary.json")
+        if os.path.exists(summary_path):
+            if changes := train.config_changes(config, workdir):
+                raise ValueError(f"{workdir} holds a finished run of another config ({changes}): delete it or "
+                                 "give the script another --workdir")
+            with open(summary_path) as f:
+                return json.load(f)
+        summary = train.train_and_evaluate(config, workdir)
+        with open(summary_path, "w") as f:
+            json.dump(summary, f)
+        return summary
+
+
+@contextlib.contextmanager
+def _run_lock(workdir: str):
+    """`workdir`/running.pid names the process training it; one left by a dead process (SIGKILL) is taken over."""
+    path = os.path.join(workdir, "running.pid")
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            holder = _live_holder(path)
+            if holder is None:  # its process is gone
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+            elif holder == 0:  # just created, its pid not written yet
+                time.sleep(0.1)
+            else:
+                print(f"Waiting for process {holder}, which is training {workdir}", flush=True)
+                time.sleep(LOCK_POLL_S)
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        os.remove(path)
+
+
+def _live_holder(path: str) -> int | None:
+    """The live process a lock file names; 0 while the file is still empty; None if it is gone or dead."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        if not text:  # being written, unless its writer died in between (then it stays empty)
+            return 0 if time.time() - os.path.getmtime(path) < 5 else None
+    except FileNotFoundError:
+        return None
+    try:
+        os.kill(int(text), 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    return int(text)
 
 
 def evaluate_locales(workdir: str, locales=("en-US", "de-DE", "sw-KE"), split: str = "test") -> dict:

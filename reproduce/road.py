@@ -4,8 +4,8 @@ several teachers per task, then fine-tuning per task.
     python -m reproduce.road [--scale=1.0] [--seeds=3] [--tasks=sst2,tydiqa_goldp_en,massive_en_us] (xnli_en: on request)
                              [--electra_workdir=workdirs/reproduce_electra] [--start=RUN] [--mlm_start=RUN]
                              [--blocks=electra,mlm] [--workdir=workdirs/reproduce_road] [--results=results/road]
-    python -m reproduce.road --run_seeds=0 & python -m reproduce.road --run_seeds=1,2   # one per core (start
-                             the second once the first has fine-tuned the teachers: both would train them)
+    python -m reproduce.road --run_seeds=0,1 & python -m reproduce.road --run_seeds=2   # one per core (a run
+                             one process is training, e.g. a shared teacher, the other waits for: common.run)
     python -m reproduce.road --smoke --workdir=/tmp/road_smoke --results=/tmp/road_results   # end to end, 2×32
 
 Blocks (one start encoder each): `electra`, the 4×128 ELECTRA discriminator that reproduce/electra.py

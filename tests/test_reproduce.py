@@ -42,6 +42,41 @@ def test_a_finished_run_of_another_config_is_an_error_never_reused(tmp_path):
         common.run(again, str(tmp_path))
 
 
+def test_a_run_another_process_is_training_is_waited_for_and_a_dead_ones_lock_taken_over(tmp_path, monkeypatch):
+    import subprocess
+    import threading
+
+    from atm import train
+
+    config = common.finetune_config({}, "", 300, 0)
+    trained = []
+    monkeypatch.setattr(train, "train_and_evaluate", lambda c, w: trained.append(w) or {"step": 300})
+    monkeypatch.setattr(common, "LOCK_POLL_S", 0.05)
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "running.pid").write_text(str(dead.pid))  # left by a SIGKILLed process
+    assert common.run(config, str(stale)) == {"step": 300} and trained == [str(stale)]
+    assert not (stale / "running.pid").exists()
+
+    other = subprocess.Popen(["sleep", "60"])  # another process training `busy`, finishing it in 0.5 s
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "running.pid").write_text(str(other.pid))
+
+    def finish():
+        train.write_resolved_config(config, str(busy))
+        (busy / "summary.json").write_text('{"step": 300, "by": "the other process"}')
+        other.kill()
+        other.wait()  # reaped: a zombie would still answer os.kill(pid, 0)
+        (busy / "running.pid").unlink()
+    threading.Timer(0.5, finish).start()
+    assert common.run(config, str(busy)) == {"step": 300, "by": "the other process"}  # waited, then read
+    assert trained == [str(stale)]  # never trained twice
+
+
 def write_atm_table(results_dir):
     """reproduce/atm.py's writer on made-up per-seed figures (3 seeds, 25 minutes)."""
     def figures(accuracy, slot_f1):
