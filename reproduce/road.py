@@ -14,7 +14,7 @@ MLM encoder of the same size and text (`<electra_workdir>/mlm`; --mlm_start). Wi
 pretrains a 2×32 ELECTRA and its MLM twin for a few steps itself (reproduce/electra.py's smoke recipe).
 Layout: <workdir>/<block>_ftlr<finetune_lr>/{teacher_TASK_seedN, single_TASK_seedS, ARM_seedS, ARM_seedS_ft_TASK}
 (--smoke: the start encoders in <workdir>/pretrain_electra, pretrain_mlm). Arms per block, every one ending in single-task fine-tuning of each task from its checkpoint (the same
-recipe, `finetune` steps, seeds 0..S-1):
+recipe, each task its `finetune_<task>` steps, seeds 0..S-1):
   (a) single_task   fine-tuning from the start encoder
   (b) multitask     the multi-task second step (atm/objectives/multitask.py: one shared encoder, a head per
                     task, `multitask` steps, temperature sampling β = 0.5, one task per step) → fine-tuning
