@@ -187,24 +187,25 @@ def run(config, workdir: str) -> dict:
 
 @contextlib.contextmanager
 def _run_lock(workdir: str):
-    """`workdir`/running.pid names the process training it; one left by a dead process (SIGKILL) is taken over."""
-    path = os.path.join(workdir, "running.pid")
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            holder = _live_holder(path)
-            if holder is None:  # its process is gone
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
-            elif holder == 0:  # just created, its pid not written yet
-                time.sleep(0.1)
-            else:
-                print(f"Waiting for process {holder}, which is training {workdir}", flush=True)
-                time.sleep(LOCK_POLL_S)
-    with os.fdopen(fd, "w") as f:
+    """`workdir`/running.pid names the process training it; one left by a dead process (SIGKILL) is taken over.
+    The pid is written first and hard-linked into place, so the lock file is never seen empty."""
+    path, mine = os.path.join(workdir, "running.pid"), os.path.join(workdir, f"running.pid.{os.getpid()}")
+    with open(mine, "w") as f:
         f.write(str(os.getpid()))
+    try:
+        while True:
+            try:
+                os.link(mine, path)
+                break
+            except FileExistsError:
+                if (holder := _live_holder(path)) is None:  # its process is gone
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(path)
+                else:
+                    print(f"Waiting for process {holder}, which is training {workdir}", flush=True)
+                    time.sleep(LOCK_POLL_S)
+    finally:
+        os.remove(mine)
     try:
         yield
     finally:
@@ -212,21 +213,16 @@ def _run_lock(workdir: str):
 
 
 def _live_holder(path: str) -> int | None:
-    """The live process a lock file names; 0 while the file is still empty; None if it is gone or dead."""
+    """The live process a lock file names, or None if the file is gone or its process dead."""
     try:
         with open(path) as f:
-            text = f.read().strip()
-        if not text:  # being written, unless its writer died in between (then it stays empty)
-            return 0 if time.time() - os.path.getmtime(path) < 5 else None
-    except FileNotFoundError:
-        return None
-    try:
-        os.kill(int(text), 0)
-    except ProcessLookupError:
+            pid = int(f.read())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ProcessLookupError):
         return None
     except PermissionError:  # alive, another user's
         pass
-    return int(text)
+    return pid
 
 
 def evaluate_locales(workdir: str, locales=("en-US", "de-DE", "sw-KE"), split: str = "test") -> dict:
