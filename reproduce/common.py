@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
+import re
+import shutil
 import statistics
 import time
 
@@ -116,10 +119,13 @@ def seeds_to_run(args) -> list[int]:
 
 
 def unfinished(run_dirs: dict[int, list[str]], marker: str = "eval_locales.json") -> list[int]:
-    """The seeds of {seed: its run dirs} with a run not yet done (no `marker` file: by default, not yet evaluated
-    on the locales); printed if any."""
-    waiting = sorted(seed for seed, dirs in run_dirs.items()
-                     if not all(os.path.exists(os.path.join(d, marker)) for d in dirs))
+    """The seeds of {seed: its run dirs} with a run not yet done (no `marker` file, in the run or its record: by
+    default, not yet evaluated on the locales); printed if any. Done runs are restored from their records."""
+    def done(d):
+        restore(d)
+        return os.path.exists(os.path.join(d, marker))
+
+    waiting = sorted(seed for seed, dirs in run_dirs.items() if not all(done(d) for d in dirs))
     if waiting:
         print(f"The table waits for seeds {waiting}.", flush=True)
     return waiting
@@ -162,27 +168,189 @@ class Clock:
         print(f"[{minutes:5.1f} min] {message}", flush=True)
 
 
+# Finished runs outlive the machine. Each session starts on a new checkout without workdirs/, so a run under
+# workdirs/ is also recorded in results/runs/<its path under workdirs/> (committed): its config, summary,
+# metrics and figure files, its vocabulary by content in results/runs/vocab/. A script run again restores a
+# recorded run without training it (no checkpoint). When a run to be trained starts from or distils from a
+# restored run, that run is retrained first and must reproduce its record (summary and vocabulary), so every
+# recorded figure still follows from the checkpoints in use.
+WORKDIRS = os.path.join(REPO, "workdirs")
+RECORDS = os.path.join(REPO, "results", "runs")
+RESTORED = "restored_from_record"  # in a restored run's directory: it has no checkpoint
+RECORDED_SUFFIXES = (".json", ".jsonl")
+RECORDED_MAX_BYTES = 1 << 20
+NOT_REPRODUCED = ("tokens_per_s", "mfu", "workdir")  # summary keys that depend on the machine, not the run
+
+
+def record_dir(workdir: str) -> str | None:
+    """results/runs/<workdir's path under workdirs/>; None for a run outside workdirs/ (tests, --smoke)."""
+    rel = os.path.relpath(os.path.abspath(workdir), WORKDIRS)
+    return None if rel.startswith("..") else os.path.join(RECORDS, rel)
+
+
+def keep(workdir: str):
+    """Record a finished run's small files (a new run's, or figures added since). A record of another config is
+    replaced; otherwise files already recorded stay as they are (a retrained run's timings do not churn)."""
+    record = record_dir(workdir)
+    if record is None or not os.path.exists(os.path.join(workdir, "summary.json")):
+        return
+    if _read(os.path.join(record, "config.json")) != _read(os.path.join(workdir, "config.json")):
+        shutil.rmtree(record, ignore_errors=True)
+    os.makedirs(record, exist_ok=True)
+    for name in sorted(os.listdir(workdir)):
+        path, target = os.path.join(workdir, name), os.path.join(record, name)
+        if (name.endswith(RECORDED_SUFFIXES) and os.path.isfile(path) and not os.path.exists(target)
+                and os.path.getsize(path) <= RECORDED_MAX_BYTES):
+            with open(path) as f, open(target + ".tmp", "w") as out:
+                out.write(f.read().replace(REPO, "{REPO}"))
+            os.replace(target + ".tmp", target)
+    vocab = os.path.join(workdir, "vocab.model")
+    if os.path.isfile(vocab) and not os.path.exists(os.path.join(record, "vocab.sha256")):
+        digest = _sha256(vocab)
+        blob = os.path.join(RECORDS, "vocab", f"{digest}.model")
+        if not os.path.exists(blob):
+            os.makedirs(os.path.dirname(blob), exist_ok=True)
+            shutil.copyfile(vocab, blob)
+        with open(os.path.join(record, "vocab.sha256"), "w") as f:
+            f.write(digest)
+
+
+def restore(workdir: str) -> bool:
+    """Fill `workdir` (no finished run there) from its record, if there is one; True if it was restored."""
+    record = record_dir(workdir)
+    if record is None or os.path.exists(os.path.join(workdir, "summary.json")) \
+            or not os.path.exists(os.path.join(record, "summary.json")):
+        return False
+    os.makedirs(workdir, exist_ok=True)
+    _copy_missing(record, workdir)
+    with open(os.path.join(workdir, RESTORED), "w") as f:
+        f.write(f"restored from {record}: no checkpoint; retrained when a run needs it\n")
+    return True
+
+
+def _copy_missing(record: str, workdir: str):
+    for name in sorted(os.listdir(record)):
+        target = os.path.join(workdir, name)
+        if name == "vocab.sha256":
+            name, target = "vocab.model", os.path.join(workdir, "vocab.model")
+            if not os.path.exists(target):
+                shutil.copyfile(os.path.join(RECORDS, "vocab", f"{_read(os.path.join(record, 'vocab.sha256'))}.model"),
+                                target)
+        elif not os.path.exists(target):
+            with open(os.path.join(record, name)) as f, open(target, "w") as out:
+                out.write(f.read().replace("{REPO}", REPO))
+
+
+def rebuild(workdir: str):
+    """Retrain a restored run from its recorded config, so its checkpoint exists; it must reproduce the
+    record (summary and vocabulary), or the runs recorded after it came from another checkpoint."""
+    with _run_lock(workdir):
+        if not os.path.exists(os.path.join(workdir, RESTORED)):
+            return  # another process rebuilt it meanwhile
+        record = record_dir(workdir)
+        recorded, recorded_vocab = _read_json(os.path.join(record, "summary.json")), \
+            _read(os.path.join(record, "vocab.sha256"))
+        config = _saved_config(workdir)
+        for name in os.listdir(workdir):
+            if not name.startswith("running.pid"):
+                path = os.path.join(workdir, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        print(f"Retraining {workdir} from its record: a run needs its checkpoint", flush=True)
+        summary = _train(config, workdir)
+        differs = [f"{k}: recorded {recorded[k]!r}, now {summary.get(k)!r}" for k in sorted(recorded)
+                   if k not in NOT_REPRODUCED and summary.get(k) != recorded[k]]
+        vocab = os.path.join(workdir, "vocab.model")
+        if recorded_vocab and os.path.isfile(vocab) and _sha256(vocab) != recorded_vocab:
+            differs.append("vocab.model's content")
+        if differs:
+            raise RuntimeError(f"{workdir} was retrained from its record ({record}) but did not reproduce it "
+                               f"({'; '.join(differs[:4])}): the runs recorded after it came from another "
+                               "checkpoint. Delete their records (or this one and everything under it) to redo them")
+        _copy_missing(record, workdir)  # figure files computed after training
+
+
+def _restored_inputs(config) -> list[str]:
+    """Restored runs (no checkpoint) that `config` starts from, reads a vocabulary of or distils from."""
+    found = []
+    for value in train._flatten(json.loads(config.to_json_best_effort())).values():
+        for token in re.split(r"[,+=\s]+", value) if isinstance(value, str) else ():
+            run_dir = token if os.path.isdir(token) else os.path.dirname(token)
+            if os.path.isabs(token) and os.path.exists(os.path.join(run_dir, RESTORED)) and run_dir not in found:
+                found.append(run_dir)
+    return found
+
+
+def _saved_config(workdir: str):
+    from atm import config as atm_config
+
+    saved = atm_config.upgrade_saved(_read_json(os.path.join(workdir, "config.json")))
+    config = default_config(saved.get("objective", "mlm"))
+    config.update(saved)
+    return config
+
+
+def _read(path: str) -> str:
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        return f.read().replace("{REPO}", REPO)
+
+
+def _read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 LOCK_POLL_S = 30.0
 
 
 def run(config, workdir: str) -> dict:
-    """Train `config` in `workdir` unless a finished run of the same config is already there (re-running a
-    script resumes); a finished run of another config (changed steps, rate, ...) is an error, never reused.
-    Processes sharing a script's workdir (--run_seeds) never train one run twice at once: a run another live
-    process is training is waited for, then read."""
+    """Train `config` in `workdir` unless a finished run of the same config is already there or recorded
+    (re-running a script resumes, in this session or a later one: `keep`); a finished run of another config
+    (changed steps, rate, ...) is an error, never reused. Processes sharing a script's workdir (--run_seeds)
+    never train one run twice at once: a run another live process is training is waited for, then read."""
     os.makedirs(workdir, exist_ok=True)
     with _run_lock(workdir):
         summary_path = os.path.join(workdir, "summary.json")
+        restore(workdir)
         if os.path.exists(summary_path):
             if changes := train.config_changes(config, workdir):
-                raise ValueError(f"{workdir} holds a finished run of another config ({changes}): delete it or "
-                                 "give the script another --workdir")
-            with open(summary_path) as f:
-                return json.load(f)
-        summary = train.train_and_evaluate(config, workdir)
-        with open(summary_path, "w") as f:
-            json.dump(summary, f)
-        return summary
+                raise ValueError(f"{workdir} holds a finished run of another config ({changes}): delete it (and "
+                                 f"its record {record_dir(workdir)}) or give the script another --workdir")
+            keep(workdir)
+            return _read_json(summary_path)
+        return _train(config, workdir)
+
+
+def _train(config, workdir: str) -> dict:
+    for upstream in _restored_inputs(config):
+        rebuild(upstream)
+    summary = train.train_and_evaluate(config, workdir)
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump(summary, f)
+    keep(workdir)
+    return summary
+
+
+def run_figures(workdir: str, name: str, compute) -> dict:
+    """Figures of a finished run, `compute(workdir)` (an atm.evaluate call), computed once and kept in the run
+    directory as `name` and in its record. A restored run is retrained first: evaluation needs its checkpoint."""
+    path = os.path.join(workdir, name)
+    restore(workdir)
+    if not os.path.exists(path):
+        if os.path.exists(os.path.join(workdir, RESTORED)):
+            rebuild(workdir)
+        out = compute(workdir)
+        with open(path + ".tmp", "w") as f:
+            json.dump(out, f, indent=2)
+        os.replace(path + ".tmp", path)
+    keep(workdir)
+    return _read_json(path)
 
 
 @contextlib.contextmanager
@@ -227,15 +395,11 @@ def _live_holder(path: str) -> int | None:
 
 def evaluate_locales(workdir: str, locales=("en-US", "de-DE", "sw-KE"), split: str = "test") -> dict:
     """{locale: {accuracy, slot_f1, semer, ...}} of a finished MASSIVE fine-tuning run (atm.evaluate: one restore)."""
-    path = os.path.join(workdir, "eval_locales.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    rows = evaluate.evaluate_run(workdir, ",".join(LOCALES[locale] for locale in locales), split)["rows"]
-    out = {locale: {k: v for k, v in row.items() if isinstance(v, float)} for locale, row in zip(locales, rows)}
-    with open(path, "w") as f:
-        json.dump(out, f, indent=2)
-    return out
+    def compute(run_dir):
+        rows = evaluate.evaluate_run(run_dir, ",".join(LOCALES[locale] for locale in locales), split)["rows"]
+        return {locale: {k: v for k, v in row.items() if isinstance(v, float)} for locale, row in zip(locales, rows)}
+
+    return run_figures(workdir, "eval_locales.json", compute)
 
 
 def parse_steps(spec: str, phases: dict) -> dict:

@@ -111,7 +111,7 @@ def main(argv=None):
     # 1-3: equal pretraining wall-clock: MLM gets r × ELECTRA's steps
     model = SMOKE_ENCODER if args.smoke else ENCODER
     electra = electra_pretrain_config(model, steps["pretrain"], args.batch, args.smoke)
-    ratio = step_ratio(electra, f"{work}/step_ratio.json", args.smoke)
+    ratio = step_ratio(electra, os.path.join(args.results, "step_ratio.json"), args.smoke)
     clock.log(f"ELECTRA step / MLM step = {ratio['ratio']:.3f} (load average {ratio['load_avg_1m']})")
     pretrained = {"electra": common.run(electra, f"{work}/electra")}
     vocab = f"{work}/electra/vocab.model"

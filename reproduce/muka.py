@@ -72,13 +72,8 @@ def student_config(teachers, method, steps, seed, mc_passes, seq_len=32, scores_
 
 
 def test_figures(workdir) -> dict:
-    path = os.path.join(workdir, "test_figures.json")
-    if not os.path.exists(path):
-        row = evaluate.evaluate_run(workdir, split="test")["rows"][0]
-        with open(path, "w") as f:
-            json.dump(row, f)
-    with open(path) as f:
-        return json.load(f)
+    return common.run_figures(workdir, "test_figures.json",
+                              lambda run_dir: evaluate.evaluate_run(run_dir, split="test")["rows"][0])
 
 
 def teacher_choice(config, scores_path: str, student_dir: str) -> dict:

@@ -44,7 +44,6 @@ every figure on the whole validation split) ran end to end in 26.0 minutes on 2 
 """
 from __future__ import annotations
 
-import json
 import os
 
 from atm.config import default_config
@@ -129,20 +128,17 @@ def multitask_config(tasks: list[str], start: str, steps: int, seed: int, teache
 def figures(workdir: str, task: str) -> dict:
     """atm.evaluate's validation figures of a finished fine-tuning run of `task` (kept in the run directory):
     XNLI also every language of the mixture through the en head ("xnli_xx") and their mean ("zero_shot")."""
-    path = os.path.join(workdir, "road_figures.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    from atm import evaluate
+    def compute(run_dir):
+        from atm import evaluate
 
-    rows = evaluate.evaluate_run(workdir, "xnli" if task == "xnli_en" else task, "validation")["rows"]
-    out = {k: v for k, v in next(r for r in rows if r["task"] == task).items() if isinstance(v, float)}
-    if task == "xnli_en":
-        out.update({r["task"]: r["accuracy"] for r in rows})
-        out["zero_shot"] = sum(r["accuracy"] for r in rows) / len(rows)
-    with open(path, "w") as f:
-        json.dump(out, f, indent=2)
-    return out
+        rows = evaluate.evaluate_run(run_dir, "xnli" if task == "xnli_en" else task, "validation")["rows"]
+        out = {k: v for k, v in next(r for r in rows if r["task"] == task).items() if isinstance(v, float)}
+        if task == "xnli_en":
+            out.update({r["task"]: r["accuracy"] for r in rows})
+            out["zero_shot"] = sum(r["accuracy"] for r in rows) / len(rows)
+        return out
+
+    return common.run_figures(workdir, "road_figures.json", compute)
 
 
 def start_runs(args, work: str, steps: dict, clock) -> dict:
@@ -161,7 +157,8 @@ def start_runs(args, work: str, steps: dict, clock) -> dict:
     for block in blocks:
         if block not in BLOCKS:
             raise ValueError(f"--blocks: unknown block {block!r} (blocks: {', '.join(BLOCKS)})")
-        if not os.path.exists(os.path.join(starts[block], "checkpoints")):
+        common.restore(starts[block])  # a run of an earlier session, recorded in results/runs/
+        if not os.path.exists(os.path.join(starts[block], "config.json")):
             flag = {"electra": "--start", "mlm": "--mlm_start"}[block]
             raise FileNotFoundError(f"{flag}={starts[block]}: no finished atm run there (run `python -m "
                                     f"reproduce.electra` first, or point {flag} at any atm run)")

@@ -1,5 +1,6 @@
 """The miniature paper tables' writers: claims judged from per-seed figures, with the seeds' spread."""
 import json
+import os
 
 import pytest
 
@@ -75,6 +76,62 @@ def test_a_run_another_process_is_training_is_waited_for_and_a_dead_ones_lock_ta
     threading.Timer(0.5, finish).start()
     assert common.run(config, str(busy)) == {"step": 300, "by": "the other process"}  # waited, then read
     assert trained == [str(stale)]  # never trained twice
+
+
+def test_a_run_is_recorded_restored_in_a_new_checkout_and_retrained_when_a_later_run_needs_it(tmp_path,
+                                                                                                  monkeypatch):
+    import shutil
+
+    from atm import train
+    from atm.convert.workdir import config_from_workdir
+
+    repo = tmp_path / "repo"
+    monkeypatch.setattr(common, "REPO", str(repo))
+    monkeypatch.setattr(common, "WORKDIRS", str(repo / "workdirs"))
+    monkeypatch.setattr(common, "RECORDS", str(repo / "results" / "runs"))
+    trained, loss = [], [1.25]
+
+    def fake_train(config, workdir):  # what a run leaves: its config, vocabulary (pretraining), metrics
+        trained.append(os.path.basename(workdir))
+        train.write_resolved_config(config, workdir)
+        if not config.data.vocab:
+            with open(os.path.join(workdir, "vocab.model"), "wb") as f:
+                f.write(b"8000 pieces")
+        with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+            f.write('{"step": 1}\n')
+        return {"step": config.train.steps, "loss": loss[0] + config.seed, "tokens_per_s": 1e3 * len(trained),
+                "workdir": workdir}
+    monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+
+    pre_dir, work = str(repo / "workdirs" / "block" / "pretrain"), repo / "workdirs" / "block"
+    common.run(common.pretrain_config("mlm", common.TEACHER, "massive_text_en_us", 10, 32, 4), pre_dir)
+    finetune = lambda seed: config_from_workdir(common.finetune_config({}, "", 5, seed), pre_dir)  # noqa: E731
+    common.run(finetune(0), str(work / "ft0"))
+    assert common.run_figures(str(work / "ft0"), "figures.json", lambda d: {"accuracy": 0.5}) == {"accuracy": 0.5}
+    record = repo / "results" / "runs" / "block" / "ft0"
+    assert sorted(os.listdir(record)) == ["config.json", "figures.json", "metrics.jsonl", "summary.json"]
+    assert "{REPO}/workdirs/block/pretrain" in (record / "config.json").read_text()  # the checkout's path left out
+    assert str(repo) not in (record / "config.json").read_text()
+    assert len(os.listdir(repo / "results" / "runs" / "vocab")) == 1  # one vocabulary, stored once by content
+
+    shutil.rmtree(repo / "workdirs")  # a new checkout: workdirs/ is gone, results/ committed
+    trained.clear()
+    assert common.restore(pre_dir) and (work / "pretrain" / "vocab.model").read_bytes() == b"8000 pieces"
+    assert not (work / "pretrain" / "checkpoints").exists()  # the start of later runs, as reproduce/road.py's
+    assert common.unfinished({0: [str(work / "ft0")]}, marker="figures.json") == []
+    assert common.run(finetune(0), str(work / "ft0"))["loss"] == 1.25 and trained == []  # restored, not trained
+    assert common.run_figures(str(work / "ft0"), "figures.json", lambda d: pytest.fail("recomputed")) == \
+        {"accuracy": 0.5}
+
+    common.run(finetune(1), str(work / "ft1"))  # starts from the restored run: retrained first, as recorded
+    assert trained == ["pretrain", "ft1"] and not (work / "pretrain" / common.RESTORED).exists()
+
+    shutil.rmtree(repo / "workdirs")
+    loss[0] = 1.5  # the retrained checkpoint is another one: the runs recorded from it would not follow
+    common.restore(pre_dir)
+    with pytest.raises(RuntimeError, match=r"pretrain was retrained from its record .* but did not reproduce it "
+                                           r"\(loss: recorded 1.25, now 1.5\)"):
+        common.run(finetune(2), str(work / "ft2"))
 
 
 def write_atm_table(results_dir):
