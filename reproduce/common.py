@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -12,6 +13,7 @@ import re
 import shutil
 import statistics
 import time
+from typing import Any, Callable
 
 from atm import evaluate, train
 from atm.config import default_config
@@ -309,6 +311,39 @@ def _sha256(path: str) -> str:
 LOCK_POLL_S = 30.0
 
 
+@dataclasses.dataclass
+class Job:
+    """One run of a script's plan: `config()` is called when the job runs (it may read the runs it `needs`);
+    `then(workdir)` scores the finished run (e.g. `run_figures`), under the run's lock."""
+    workdir: str
+    config: Callable[[], Any]
+    needs: tuple[str, ...] = ()
+    then: Callable[[str], Any] | None = None
+
+
+def run_jobs(jobs: list[Job], log=print):
+    """Runs `jobs` in order, except that a job another live process is running, or one needing such a run, is
+    put off: the same command started once per core shares the work, each process taking the next job the
+    others do not hold, and waiting only when every job left is held or waits for a held one."""
+    pending = list(jobs)
+    while pending:
+        for job in pending:
+            restore(job.workdir)
+            ready = all(restore(n) or os.path.exists(os.path.join(n, "summary.json")) for n in job.needs)
+            if ready and _live_holder(os.path.join(job.workdir, "running.pid")) in (None, os.getpid()):
+                break
+        else:
+            time.sleep(LOCK_POLL_S)
+            continue
+        pending.remove(job)
+        os.makedirs(job.workdir, exist_ok=True)
+        with _run_lock(job.workdir):
+            run(job.config(), job.workdir)
+            if job.then:
+                job.then(job.workdir)
+        log(f"done: {os.path.basename(job.workdir)} ({len(pending)} left in this plan)")
+
+
 def run(config, workdir: str) -> dict:
     """Train `config` in `workdir` unless a finished run of the same config is already there or recorded
     (re-running a script resumes, in this session or a later one: `keep`); a finished run of another config
@@ -356,8 +391,12 @@ def run_figures(workdir: str, name: str, compute) -> dict:
 @contextlib.contextmanager
 def _run_lock(workdir: str):
     """`workdir`/running.pid names the process training it; one left by a dead process (SIGKILL) is taken over.
-    The pid is written first and hard-linked into place, so the lock file is never seen empty."""
+    The pid is written first and hard-linked into place, so the lock file is never seen empty. A process
+    holding the lock may take it again (scoring a run it holds)."""
     path, mine = os.path.join(workdir, "running.pid"), os.path.join(workdir, f"running.pid.{os.getpid()}")
+    if _live_holder(path) == os.getpid():
+        yield
+        return
     with open(mine, "w") as f:
         f.write(str(os.getpid()))
     try:

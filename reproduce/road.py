@@ -4,8 +4,7 @@ several teachers per task, then fine-tuning per task.
     python -m reproduce.road [--scale=1.0] [--seeds=3] [--tasks=sst2,tydiqa_goldp_en,massive_en_us] (xnli_en: on request)
                              [--electra_workdir=workdirs/reproduce_electra] [--start=RUN] [--mlm_start=RUN]
                              [--blocks=electra,mlm] [--workdir=workdirs/reproduce_road] [--results=results/road]
-    python -m reproduce.road --run_seeds=0,1 & python -m reproduce.road --run_seeds=2   # one per core (a run
-                             one process is training, e.g. a shared teacher, the other waits for: common.run)
+    python -m reproduce.road & python -m reproduce.road   # one per core: the two share the runs (common.run_jobs)
     python -m reproduce.road --smoke --workdir=/tmp/road_smoke --results=/tmp/road_results   # end to end, 2×32
 
 Blocks (one start encoder each): `electra`, the 4×128 ELECTRA discriminator that reproduce/electra.py
@@ -37,7 +36,7 @@ Budget: per block 2 teacher fine-tunes per task, S arm-(a) fine-tunes per task, 
 800 steps (32×128 tokens, 2 teacher forwards on KD steps). Measured per run on one core (nice 5, the other core
 busy, 2026-12-07): an SST-2 fine-tune 4.1 minutes with its evaluation, TyDi QA 8.5, MASSIVE (1200 steps of
 32 tokens) about 4.5; so about 4 hours of fine-tuning and 1.5 of multi-task runs per block on one core —
-about 3 hours a block with `--run_seeds` over both cores (--scale shrinks every step count).
+about 3 hours a block with one process per core (--scale shrinks every step count).
 Measured: `--smoke` (2×32 encoders, 7 pretraining, 2 fine-tuning, 4 multi-task steps, 1 seed, both blocks,
 every figure on the whole validation split) ran end to end in 26.0 minutes on 2 CPU cores under load
 (nice 15 beside two reproductions; load average 5-6), 2026-12-02.
@@ -170,41 +169,44 @@ def block_root(work: str, block: str, finetune_lr: float) -> str:
 
 
 def run_block(block: str, start: str, tasks: list[str], steps: dict, seeds: int, work: str, clock,
-              finetune_lr: float = FINETUNE_LR, run_seeds: list[int] | None = None) -> dict | None:
-    """Runs the block's teachers and the seeds `run_seeds` (default: all `seeds`). Once every seed has
-    finished: {arm: {task: [figures per seed]}} plus "teachers": {task: [figures per teacher]}; else None."""
-    root = block_root(work, block, finetune_lr)
-
-    def finetune(task, init, seed, name):
-        workdir = os.path.join(root, name)
-        common.run(finetune_config(task, init, steps[f"finetune_{task}"], seed, finetune_lr), workdir)
-        figures(workdir, task)  # scored once, kept in the run dir
-        return workdir
-
-    def finetuned(arm, task, seed):
-        return os.path.join(root, f"single_{task}_seed{seed}" if arm == "single_task" else f"{arm}_seed{seed}_ft_{task}")
-
-    teachers = {}
-    for task in tasks:
-        teachers[task] = [finetune(task, start, seed, f"teacher_{task}_seed{seed}") for seed in TEACHER_SEEDS]
-        clock.log(f"{block}: teachers of {task} fine-tuned")
-    for seed in range(seeds) if run_seeds is None else run_seeds:
-        for task in tasks:
-            finetune(task, start, seed, f"single_{task}_seed{seed}")
-        clock.log(f"{block} seed {seed}: (a) single-task fine-tuning done")
-        for arm, combine in COMBINE.items():
-            mt = os.path.join(root, f"{arm}_seed{seed}")
-            common.run(multitask_config(tasks, start, steps["multitask"], seed, teachers if combine else {}, combine,
-                                        finetune_lr), mt)
-            for task in tasks:
-                finetune(task, mt, seed, f"{arm}_seed{seed}_ft_{task}")
-            clock.log(f"{block} seed {seed}: {ARMS[arm]} done")
-    if common.unfinished({s: [finetuned(arm, t, s) for arm in ARMS for t in tasks] for s in range(seeds)},
-                         marker="road_figures.json"):
-        return None
+              finetune_lr: float = FINETUNE_LR) -> dict:
+    """Runs the block's plan (`plan`; another process running the same command shares it) and returns
+    {arm: {task: [figures per seed]}} plus "teachers": {task: [figures per teacher]}."""
+    jobs, teachers, finetuned = plan(start, tasks, steps, seeds, block_root(work, block, finetune_lr), finetune_lr)
+    common.run_jobs(jobs, log=lambda message: clock.log(f"{block}: {message}"))
     out = {"teachers": {task: [figures(d, task) for d in dirs] for task, dirs in teachers.items()}}
-    out.update({arm: {t: [figures(finetuned(arm, t, s), t) for s in range(seeds)] for t in tasks} for arm in ARMS})
+    out.update({arm: {t: [figures(finetuned[arm, t, s], t) for s in range(seeds)] for t in tasks} for arm in ARMS})
     return out
+
+
+def plan(start: str, tasks: list[str], steps: dict, seeds: int, root: str, finetune_lr: float = FINETUNE_LR):
+    """(jobs, teachers {task: [run dirs]}, finetuned {(arm, task, seed): run dir}) of a block: arm by arm, every
+    seed of (a), then of (b), then the teachers (needed from (c) on), then (c) and (d). The same command
+    started once per core splits the jobs (common.run_jobs); a finished run is restored, not redone."""
+    def finetune(task, init, name, seed, needs=()):
+        return common.Job(os.path.join(root, name),
+                          lambda: finetune_config(task, init, steps[f"finetune_{task}"], seed, finetune_lr),
+                          needs, then=lambda run_dir: figures(run_dir, task))
+
+    teachers = {task: [os.path.join(root, f"teacher_{task}_seed{seed}") for seed in TEACHER_SEEDS] for task in tasks}
+    every_teacher = tuple(d for dirs in teachers.values() for d in dirs)
+    jobs, finetuned = [], {}
+    for arm in ARMS:
+        if arm == "multitask_kd":  # the first arm that distils: its teachers first
+            jobs += [finetune(task, start, f"teacher_{task}_seed{seed}", seed) for task in tasks for seed in TEACHER_SEEDS]
+        for seed in range(seeds):
+            init, needs = start, ()
+            if arm != "single_task":
+                init, combine = os.path.join(root, f"{arm}_seed{seed}"), COMBINE[arm]
+                jobs.append(common.Job(init, lambda seed=seed, combine=combine: multitask_config(
+                    tasks, start, steps["multitask"], seed, teachers if combine else {}, combine, finetune_lr),
+                    needs=every_teacher if combine else ()))
+                needs = (init,)
+            for task in tasks:
+                name = f"single_{task}_seed{seed}" if arm == "single_task" else f"{arm}_seed{seed}_ft_{task}"
+                finetuned[arm, task, seed] = os.path.join(root, name)
+                jobs.append(finetune(task, init, name, seed, needs))
+    return jobs, teachers, finetuned
 
 
 def main(argv=None):
@@ -216,7 +218,6 @@ def main(argv=None):
     parser.add_argument("--start", default="", help="any atm run to start the electra block from")
     parser.add_argument("--mlm_start", default="", help="any atm run to start the mlm block from")
     parser.add_argument("--finetune_lr", type=float, default=FINETUNE_LR, help="every fine-tune's learning rate")
-    common.add_run_seeds(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.scale, args.seeds = 0.005, min(args.seeds, 1)
@@ -232,11 +233,9 @@ def main(argv=None):
     clock = common.Clock(work)
     print(f"ROaD miniature: steps {steps}, seeds {args.seeds}, tasks {tasks}, workdir {work}", flush=True)
     starts = start_runs(args, work, steps, clock)
-    run_seeds = common.seeds_to_run(args) if args.run_seeds else None
-    results = {block: run_block(block, start, tasks, steps, args.seeds, work, clock, args.finetune_lr, run_seeds)
+    results = {block: run_block(block, start, tasks, steps, args.seeds, work, clock, args.finetune_lr)
                for block, start in starts.items()}
-    if all(r is not None for r in results.values()):
-        write(results, starts, args, clock, steps)
+    write(results, starts, args, clock, steps)
 
 
 def _column_values(per_seed: list[dict], key: str) -> list[float]:

@@ -134,6 +134,42 @@ def test_a_run_is_recorded_restored_in_a_new_checkout_and_retrained_when_a_later
         common.run(finetune(2), str(work / "ft2"))
 
 
+def test_run_jobs_puts_off_a_run_another_process_holds_and_the_runs_that_need_it(tmp_path, monkeypatch):
+    import subprocess
+    import threading
+
+    from atm import train
+
+    order = []
+
+    def fake_train(config, workdir):
+        train.write_resolved_config(config, workdir)
+        order.append(os.path.basename(workdir))
+        return {"step": 1}
+    monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+    monkeypatch.setattr(common, "LOCK_POLL_S", 0.05)
+    config = lambda: common.finetune_config({}, "", 1, 0)  # noqa: E731
+    held, after_held, free = (str(tmp_path / name) for name in ("held", "after_held", "free"))
+    other = subprocess.Popen(["sleep", "60"])  # another process running `held`, done in 0.5 s
+    os.makedirs(held)
+    with open(os.path.join(held, "running.pid"), "w") as f:
+        f.write(str(other.pid))
+
+    def finish():
+        train.write_resolved_config(config(), held)
+        with open(os.path.join(held, "summary.json"), "w") as f:
+            f.write('{"step": 1}')
+        other.kill()
+        other.wait()
+        os.remove(os.path.join(held, "running.pid"))
+    threading.Timer(0.5, finish).start()
+    scored = []
+    common.run_jobs([common.Job(held, config), common.Job(after_held, config, needs=(held,)),
+                     common.Job(free, config, then=scored.append)], log=lambda message: None)
+    assert order == ["free", "after_held"]  # `held` was never trained here; `free` did not wait for it
+    assert scored == [free]
+
+
 def write_atm_table(results_dir):
     """reproduce/atm.py's writer on made-up per-seed figures (3 seeds, 25 minutes)."""
     def figures(accuracy, slot_f1):
