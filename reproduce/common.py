@@ -338,10 +338,12 @@ def run_jobs(jobs: list[Job], log=print):
         pending.remove(job)
         os.makedirs(job.workdir, exist_ok=True)
         with _run_lock(job.workdir):
+            finished_before = os.path.exists(os.path.join(job.workdir, "summary.json"))
             run(job.config(), job.workdir)
             if job.then:
                 job.then(job.workdir)
-        log(f"done: {os.path.basename(job.workdir)} ({len(pending)} left in this plan)")
+        how = "finished before or by another process" if finished_before else "trained"
+        log(f"{os.path.basename(job.workdir)}: {how} ({len(pending)} left in this plan)")
 
 
 def run(config, workdir: str) -> dict:
