@@ -29,14 +29,14 @@ Writes results/road/table.md (rows = arms, columns = tasks, mean ± std over see
 zero-shot table per language), road.png and NOTES.md, which judges ROaD's three claims with the seed
 spread: the multi-task second step helps ((b) > (a)); KD inside it helps more ((c) > (b)); weighted KD
 ≥ the plain mean ((d) ≥ (c)). A finished step is not redone when the script is run again with the same
---workdir. Data: /work/shared/data through atm's usual lookup (ATM_DATA_DIR / ../shared/data).
+--workdir, in this session or a later one (its record in results/runs/: reproduce/common.py). Data: /work/shared/data through atm's usual lookup (ATM_DATA_DIR / ../shared/data).
 
 Budget: per block 2 teacher fine-tunes per task, S arm-(a) fine-tunes per task, 3·S multi-task runs and
 3·S fine-tunes per task after them; with S = 3 and the default 3 tasks, 42 fine-tunes and 9 multi-task runs of
 800 steps (32×128 tokens, 2 teacher forwards on KD steps). Measured per run on one core (nice 5, the other core
-busy, 2026-12-07): an SST-2 fine-tune 4.1 minutes with its evaluation, TyDi QA 8.5, MASSIVE (1200 steps of
-32 tokens) about 4.5; so about 4 hours of fine-tuning and 1.5 of multi-task runs per block on one core —
-about 3 hours a block with one process per core (--scale shrinks every step count).
+running the same command, 2026-12-07, fourth session): an SST-2 fine-tune 3.2 minutes with its scoring, TyDi QA
+7.3, MASSIVE (1200 steps of 32 tokens) 3.2; a multi-task run 9.5 without KD, 13.2 with it; so about 5 core-hours
+a block, 2.5 hours with the command started once per core (--scale shrinks every step count).
 Measured: `--smoke` (2×32 encoders, 7 pretraining, 2 fine-tuning, 4 multi-task steps, 1 seed, both blocks,
 every figure on the whole validation split) ran end to end in 26.0 minutes on 2 CPU cores under load
 (nice 15 beside two reproductions; load average 5-6), 2026-12-02.
