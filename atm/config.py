@@ -99,6 +99,14 @@ def renamed_key_message(key: str) -> str | None:
     return f"config.{bare} is now config.{RENAMED_KEYS[bare]}" if bare in RENAMED_KEYS else None
 
 
+def from_saved(saved: dict) -> ml_collections.ConfigDict:
+    """A run's saved config.json as a config, over today's defaults of its objective (older runs still load)."""
+    saved = upgrade_saved(saved)
+    config = default_config(saved.get("objective", "mlm"))
+    config.update(saved)
+    return config
+
+
 def upgrade_saved(saved: dict) -> dict:
     """A run's saved config.json with renamed keys moved to their new place (older runs still load)."""
     saved = json.loads(json.dumps(saved))

@@ -53,10 +53,7 @@ def _load_config(workdir: str):
     if not os.path.exists(path):
         raise FileNotFoundError(f"--workdir={workdir}: no config.json (is it a training run directory?)")
     with open(path) as f:
-        saved = atm_config.upgrade_saved(json.load(f))
-    # Over today's defaults, so a run saved before a config key existed still evaluates.
-    config = atm_config.default_config(saved.get("objective", "mlm"))
-    config.update(saved)
+        config = atm_config.from_saved(json.load(f))  # over today's defaults: an older run still evaluates
     if config.objective not in EVALUATED:
         raise ValueError(f"--workdir={workdir} is a {config.objective!r} run; atm.evaluate evaluates "
                          f"{' and '.join(EVALUATED)} runs")

@@ -306,19 +306,19 @@ def config_changes(config: ml_collections.ConfigDict, workdir: str, limit: int =
     if not os.path.exists(path):
         return ""
     with open(path) as f:
-        saved = _flatten(json.load(f))
-    now = _flatten(json.loads(config.to_json_best_effort()))
+        saved = flatten(json.load(f))
+    now = flatten(json.loads(config.to_json_best_effort()))
     # Keys the saved config lacks are settings added to atm since that run: not a change by the user.
     changed = [f"{k}: {saved[k]!r} → {now.get(k, '(absent)')!r}" for k in sorted(saved)
                if saved[k] != now.get(k, "(absent)") and not (k in RESOLVED_WHEN_EMPTY and now.get(k) == "")]
     return ", ".join(changed[:limit]) + (f" and {len(changed) - limit} more" if len(changed) > limit else "")
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
+def flatten(tree: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[prefix + key] = value
     return flat

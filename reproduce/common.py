@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable
 
 from atm import evaluate, train
+from atm import config as atm_config
 from atm.config import default_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -252,7 +253,7 @@ def rebuild(workdir: str):
         record = record_dir(workdir)
         recorded, recorded_vocab = _read_json(os.path.join(record, "summary.json")), \
             _read(os.path.join(record, "vocab.sha256"))
-        config = _saved_config(workdir)
+        config = atm_config.from_saved(_read_json(os.path.join(workdir, "config.json")))
         for name in os.listdir(workdir):
             if not name.startswith("running.pid"):
                 path = os.path.join(workdir, name)
@@ -274,21 +275,12 @@ def rebuild(workdir: str):
 def _restored_inputs(config) -> list[str]:
     """Restored runs (no checkpoint) that `config` starts from, reads a vocabulary of or distils from."""
     found = []
-    for value in train._flatten(json.loads(config.to_json_best_effort())).values():
+    for value in train.flatten(json.loads(config.to_json_best_effort())).values():
         for token in re.split(r"[,+=\s]+", value) if isinstance(value, str) else ():
             run_dir = token if os.path.isdir(token) else os.path.dirname(token)
             if os.path.isabs(token) and os.path.exists(os.path.join(run_dir, RESTORED)) and run_dir not in found:
                 found.append(run_dir)
     return found
-
-
-def _saved_config(workdir: str):
-    from atm import config as atm_config
-
-    saved = atm_config.upgrade_saved(_read_json(os.path.join(workdir, "config.json")))
-    config = default_config(saved.get("objective", "mlm"))
-    config.update(saved)
-    return config
 
 
 def _read(path: str) -> str:
