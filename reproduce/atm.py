@@ -5,8 +5,8 @@
 Each of the `--seeds` seeds (default 3) runs the whole pipeline with its own seed: pretraining, distillation
 and fine-tuning, so the spread in the table is that of the method, not only of fine-tuning. Steps per seed
 at scale 1.0: stage 1 1000 (32×128 tokens), stage 2 360, students 600 each, fine-tuning 1000 per row.
-`--run_seeds=0` in one process and `--run_seeds=1,2` in another use both cores; either writes the table
-once all seeds have finished (the vocabulary is trained before any seed, so start one process first).
+The same command started once per core (`python -m reproduce.atm & python -m reproduce.atm`) shares the runs
+(common.run_jobs: each process takes the next run the other does not hold); both write the same table at the end.
 
 1. teacher_s1  MLM with configs/atm_stage1_public.py:mini, the CPU-sized stage-1 recipe (issue 14): the
                public corpus (WikiANN text + TyDi QA contexts + XNLI premises, 70% spoken form), half the
@@ -53,15 +53,17 @@ def model_of(teacher: bool) -> dict:
     return {**common.MODEL, **(TEACHER if teacher else STUDENT), **common.MINI_ENCODER}
 
 
-def finetune_config(teacher: bool, vocab, steps, seed):
-    """MASSIVE en-US fine-tuning (intent + slots) of the teacher's or the student's shape."""
-    return common.finetune_config(model_of(teacher), vocab, steps, seed, learning_rate=FINETUNE_LR)
+def finetune_config(teacher: bool, vocab, steps, seed, init_from: str = ""):
+    """MASSIVE en-US fine-tuning (intent + slots) of the teacher's or the student's shape (`init_from` "": from
+    scratch)."""
+    c = common.finetune_config(model_of(teacher), vocab, steps, seed, learning_rate=FINETUNE_LR)
+    c.init_from = init_from
+    return c
 
 
 def main(argv=None):
     parser = common.parser(__doc__, seeds=3, workdir="workdirs/reproduce_atm", results="results/atm")
     parser.add_argument("--batch", type=int, default=32, help="pretraining and distillation batch")
-    common.add_run_seeds(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.scale, args.seeds, args.batch = 0.005, min(args.seeds, 2), 8
@@ -73,63 +75,80 @@ def main(argv=None):
     vocab = (common.stage1_vocab(vocab_folder, "smoke", data={"num_examples": 400}) if args.smoke
              else common.stage1_vocab(vocab_folder))
     print(f"ATM miniature: steps {steps}, seeds {args.seeds}, workdir {work}", flush=True)
-    for seed in common.seeds_to_run(args):
-        runs = pretrain_and_distill(f"{work}/seed{seed}", seed, vocab, steps, args, clock)
-        # 4: fine-tune every model (and the two shapes from scratch) on MASSIVE en-US; en-US + zero-shot
-        for name in MODELS:
-            c = finetune_config(name in TEACHERS, vocab, steps["finetune"], seed)
-            c.init_from = runs.get(name, "")
-            run_dir = f"{work}/seed{seed}/ft_{name}"
-            common.run(c, run_dir)
-            common.evaluate_locales(run_dir)
-            clock.log(f"seed {seed}: fine-tuned {name}")
-    if common.unfinished({seed: [f"{work}/seed{seed}/ft_{name}" for name in MODELS] for seed in range(args.seeds)}):
-        return
-    results = {name: [common.evaluate_locales(f"{work}/seed{seed}/ft_{name}") for seed in range(args.seeds)]
+    jobs, finetuned = plan(work, vocab, steps, args)
+    common.run_jobs(jobs, log=clock.log)
+    results = {name: [common.evaluate_locales(finetuned[name, seed]) for seed in range(args.seeds)]
                for name in MODELS}
     write_results(results, steps, args, clock)
 
 
-def pretrain_and_distill(root: str, seed: int, vocab: str, steps: dict, args, clock) -> dict:
-    """Steps 1-3 with `seed`: {model: its run dir} for the pretrained and distilled models."""
+def plan(work: str, vocab: str, steps: dict, args) -> tuple[list, dict]:
+    """(jobs, {(model, seed): its fine-tuning run dir}): every seed's stage 1 first (the longest runs, which the
+    rest waits for), then stage by stage across seeds, the runs that need nothing (the MLM-only student, the
+    from-scratch rows) last, where they fill a core that would otherwise wait. The same command started once per
+    core shares the jobs (common.run_jobs)."""
+    stages: list[list] = [[] for _ in range(5)]
+    finetuned = {}
+    for seed in range(args.seeds):
+        root = f"{work}/seed{seed}"
+        pretrained = pretraining_jobs(root, seed, vocab, steps, args)
+        stages[0].append(pretrained["teacher_s1"])
+        stages[1].append(pretrained["teacher_s2"])
+        stages[2] += [pretrained["student_s1"], pretrained["student_s2"]]
+        stages[4].append(pretrained["student_mlm"])
+        for name in MODELS:
+            # 4: fine-tune every model (and the two shapes from scratch) on MASSIVE en-US; en-US + zero-shot
+            init = pretrained[name].workdir if name in pretrained else ""
+            finetuned[name, seed] = f"{root}/ft_{name}"
+            job = common.Job(finetuned[name, seed],
+                             lambda teacher=name in TEACHERS, init=init, seed=seed: finetune_config(
+                                 teacher, vocab, steps["finetune"], seed, init_from=init),
+                             needs=(init,) if init else (), then=common.evaluate_locales)
+            stages[4 if name in ("student_mlm", "teacher_scratch", "student_scratch") else 3].append(job)
+    return [job for stage in stages for job in stage], finetuned
+
+
+def pretraining_jobs(root: str, seed: int, vocab: str, steps: dict, args) -> dict:
+    """Steps 1-3 with `seed`: {model: its job} for the pretrained and distilled models."""
     def pretrain(objective, model, tasks, phase, seq_len, **data):
         c = common.pretrain_config(objective, model, tasks, steps[phase], seq_len, args.batch, vocab=vocab, **data)
         c.seed = seed
         return c
 
-    # 1: stage 1, configs/atm_stage1_public.py:mini (its corpus, 70% spoken form, mask rate 0.5, lr 3e-3)
-    stage1 = common.stage1_mini_config()
-    stage1.seed = seed
-    stage1.model.update(model_of(teacher=True))
-    stage1.data.update(vocab=vocab, num_examples=400 if args.smoke else 0)
-    every = steps["stage1"]
-    stage1.train.update(steps=every, batch_size=args.batch, eval_every=every, eval_batches=4,
-                        log_every=max(1, every // 10))
-    stage1.optimizer.warmup_steps = min(stage1.optimizer.warmup_steps, max(1, every // 10))
-    stage1.checkpoint.update(every=every, keep=1)
-    common.run(stage1, f"{root}/teacher_s1")
-    clock.log(f"seed {seed}: teacher_s1 (stage 1) done")
-    # 2: stage 2, MLM on in-domain utterances from the stage-1 weights (fresh optimizer and schedule)
-    stage2 = pretrain("mlm", model_of(teacher=True), "massive_text", "stage2", 32,
-                      num_examples=400 if args.smoke else 0)
-    stage2.init_from = f"{root}/teacher_s1"
-    stage2.optimizer.learning_rate = 5e-4
-    common.run(stage2, f"{root}/teacher_s2")
-    clock.log(f"seed {seed}: teacher_s2 (stage 2) done")
+    def stage1():  # 1: configs/atm_stage1_public.py:mini (its corpus, 70% spoken form, mask rate 0.5, lr 3e-3)
+        c = common.stage1_mini_config()
+        c.seed = seed
+        c.model.update(model_of(teacher=True))
+        c.data.update(vocab=vocab, num_examples=400 if args.smoke else 0)
+        every = steps["stage1"]
+        c.train.update(steps=every, batch_size=args.batch, eval_every=every, eval_batches=4,
+                       log_every=max(1, every // 10))
+        c.optimizer.warmup_steps = min(c.optimizer.warmup_steps, max(1, every // 10))
+        c.checkpoint.update(every=every, keep=1)
+        return c
 
-    # 3: the students, on the same text: in-domain utterances with 30% stage-1 replay
-    distill_text = dict(num_examples=400 if args.smoke else 40000, replay_tasks="mlm_text_spoken_written",
-                        replay_share=0.3)
-    for name, teacher in (("student_s1", "teacher_s1"), ("student_s2", "teacher_s2"), ("student_mlm", None)):
+    def stage2():  # 2: MLM on in-domain utterances from the stage-1 weights (fresh optimizer and schedule)
+        c = pretrain("mlm", model_of(teacher=True), "massive_text", "stage2", 32,
+                     num_examples=400 if args.smoke else 0)
+        c.init_from = f"{root}/teacher_s1"
+        c.optimizer.learning_rate = 5e-4
+        return c
+
+    def student(teacher):  # 3: on the same text, in-domain utterances with 30% stage-1 replay
         c = pretrain("distill" if teacher else "mlm", model_of(teacher=False), "massive_text", "distill", 32,
-                     **distill_text)
+                     num_examples=400 if args.smoke else 40000, replay_tasks="mlm_text_spoken_written",
+                     replay_share=0.3)
         if teacher:
             c.distill.teacher = f"{root}/{teacher}"
             c.kd.update(alpha=0.5, temperature=2.0, loss="kl")
-        common.run(c, f"{root}/{name}")
-        clock.log(f"seed {seed}: {name} done")
-    pretrained = ("teacher_s1", "teacher_s2", "student_s1", "student_s2", "student_mlm")
-    return {name: f"{root}/{name}" for name in pretrained}
+        return c
+
+    jobs = {"teacher_s1": common.Job(f"{root}/teacher_s1", stage1),
+            "teacher_s2": common.Job(f"{root}/teacher_s2", stage2, needs=(f"{root}/teacher_s1",))}
+    for name, teacher in (("student_s1", "teacher_s1"), ("student_s2", "teacher_s2"), ("student_mlm", None)):
+        jobs[name] = common.Job(f"{root}/{name}", lambda teacher=teacher: student(teacher),
+                                needs=(f"{root}/{teacher}",) if teacher else ())
+    return jobs
 
 
 def write_results(results, steps, args, clock):

@@ -59,13 +59,22 @@ def stage1_vocab(folder: str, name: str = "v8k", size: int = 8000, coverage: flo
                  data: dict | None = None) -> str:
     """`folder`/`name`.model: a SentencePiece vocabulary trained on the `:mini` stage-1 corpus (with `data` over its
     data section), as `python -m atm.data export` + `python -m atm.data.vocab` do (languages sampled with
-    alpha 0.3); trained once, then read."""
+    alpha 0.3); trained once (by one process: another waits for it), then read."""
     prefix = os.path.join(folder, name)
     if os.path.exists(prefix + ".model"):
         return prefix + ".model"
+    os.makedirs(folder, exist_ok=True)
+    with run_lock(folder):
+        if not os.path.exists(prefix + ".model"):
+            _train_stage1_vocab(folder, prefix, size, coverage, data)
+    return prefix + ".model"
+
+
+def _train_stage1_vocab(folder: str, prefix: str, size: int, coverage: float, data: dict | None):
     import sentencepiece as spm
 
     from atm.data import export, vocab
+    name = os.path.basename(prefix)
     corpus = os.path.join(folder, f"corpus_{name}.txt" if data else "corpus.txt")
     if not os.path.exists(corpus):
         config = stage1_mini_config()
@@ -77,7 +86,6 @@ def stage1_vocab(folder: str, name: str = "v8k", size: int = 8000, coverage: flo
         pad_id=0, unk_id=1, bos_id=2, eos_id=3, pad_piece="[PAD]", unk_piece="[UNK]", bos_piece="[CLS]",
         eos_piece="[SEP]", user_defined_symbols=["[MASK]"], character_coverage=coverage, hard_vocab_limit=False,
         num_threads=1, minloglevel=2)
-    return prefix + ".model"
 
 
 def finetune_config(model: dict, vocab: str, steps: int, seed: int, task: str = "massive_en_us", seq_len: int = 32,
@@ -108,30 +116,6 @@ def parser(doc: str, seeds: int, workdir: str, results: str) -> argparse.Argumen
     p.add_argument("--smoke", action="store_true", help="a few steps of everything (seconds per run)")
     p.add_argument("--steps", default="", help="per-phase step counts that override the scale, e.g. finetune=120")
     return p
-
-
-def add_run_seeds(p: argparse.ArgumentParser):
-    """--run_seeds: a script that runs each seed's pipeline on its own can split its seeds over processes
-    (one per core); each process runs its seeds and the last to finish writes the table (`unfinished`)."""
-    p.add_argument("--run_seeds", default="", help="run only these seeds (e.g. 1,2: one process per core); the "
-                   "table is written once every seed of --seeds has finished")
-
-
-def seeds_to_run(args) -> list[int]:
-    return [int(s) for s in args.run_seeds.split(",") if s] or list(range(args.seeds))
-
-
-def unfinished(run_dirs: dict[int, list[str]], marker: str = "eval_locales.json") -> list[int]:
-    """The seeds of {seed: its run dirs} with a run not yet done (no `marker` file, in the run or its record: by
-    default, not yet evaluated on the locales); printed if any. Done runs are restored from their records."""
-    def done(d):
-        restore(d)
-        return os.path.exists(os.path.join(d, marker))
-
-    waiting = sorted(seed for seed, dirs in run_dirs.items() if not all(done(d) for d in dirs))
-    if waiting:
-        print(f"The table waits for seeds {waiting}.", flush=True)
-    return waiting
 
 
 def scaled(base: dict, factor: float) -> dict:
@@ -222,8 +206,9 @@ def restore(workdir: str) -> bool:
     """Fill `workdir` (no finished run there) from its record, if there is one; True if it was restored."""
     record = record_dir(workdir)
     if record is None or os.path.exists(os.path.join(workdir, "summary.json")) \
-            or not os.path.exists(os.path.join(record, "summary.json")):
-        return False
+            or not os.path.exists(os.path.join(record, "summary.json")) \
+            or _live_holder(os.path.join(workdir, "running.pid")) not in (None, os.getpid()):
+        return False  # (a run another process is training or retraining is left to it)
     os.makedirs(workdir, exist_ok=True)
     _copy_missing(record, workdir)
     with open(os.path.join(workdir, RESTORED), "w") as f:
@@ -247,7 +232,7 @@ def _copy_missing(record: str, workdir: str):
 def rebuild(workdir: str):
     """Retrain a restored run from its recorded config, so its checkpoint exists; it must reproduce the
     record (summary and vocabulary), or the runs recorded after it came from another checkpoint."""
-    with _run_lock(workdir):
+    with run_lock(workdir):
         if not os.path.exists(os.path.join(workdir, RESTORED)):
             return  # another process rebuilt it meanwhile
         record = record_dir(workdir)
@@ -273,10 +258,14 @@ def rebuild(workdir: str):
 
 
 def _restored_inputs(config) -> list[str]:
-    """Restored runs (no checkpoint) that `config` starts from, reads a vocabulary of or distils from."""
+    """Restored runs (no checkpoint) that `config` starts from or distils from: its values naming a run directory
+    or a missing file in one. A file the record brought back (a vocabulary, restored by content) needs no
+    checkpoint, so a run reading only that is not retrained."""
     found = []
     for value in train.flatten(json.loads(config.to_json_best_effort())).values():
         for token in re.split(r"[,+=\s]+", value) if isinstance(value, str) else ():
+            if os.path.isfile(token):
+                continue
             run_dir = token if os.path.isdir(token) else os.path.dirname(token)
             if os.path.isabs(token) and os.path.exists(os.path.join(run_dir, RESTORED)) and run_dir not in found:
                 found.append(run_dir)
@@ -318,6 +307,7 @@ def run_jobs(jobs: list[Job], log=print):
     put off: the same command started once per core shares the work, each process taking the next job the
     others do not hold, and waiting only when every job left is held or waits for a held one."""
     pending = list(jobs)
+    root = os.path.commonpath([job.workdir for job in jobs]) if len(jobs) > 1 else ""
     while pending:
         for job in pending:
             restore(job.workdir)
@@ -329,22 +319,23 @@ def run_jobs(jobs: list[Job], log=print):
             continue
         pending.remove(job)
         os.makedirs(job.workdir, exist_ok=True)
-        with _run_lock(job.workdir):
+        with run_lock(job.workdir):
             finished_before = os.path.exists(os.path.join(job.workdir, "summary.json"))
             run(job.config(), job.workdir)
             if job.then:
                 job.then(job.workdir)
         how = "finished before or by another process" if finished_before else "trained"
-        log(f"{os.path.basename(job.workdir)}: {how} ({len(pending)} left in this plan)")
+        name = os.path.relpath(job.workdir, root) if root else os.path.basename(job.workdir)
+        log(f"{name}: {how} ({len(pending)} left in this plan)")
 
 
 def run(config, workdir: str) -> dict:
     """Train `config` in `workdir` unless a finished run of the same config is already there or recorded
     (re-running a script resumes, in this session or a later one: `keep`); a finished run of another config
-    (changed steps, rate, ...) is an error, never reused. Processes sharing a script's workdir (--run_seeds)
+    (changed steps, rate, ...) is an error, never reused. Processes sharing a script's workdir (run_jobs)
     never train one run twice at once: a run another live process is training is waited for, then read."""
     os.makedirs(workdir, exist_ok=True)
-    with _run_lock(workdir):
+    with run_lock(workdir):
         summary_path = os.path.join(workdir, "summary.json")
         restore(workdir)
         if os.path.exists(summary_path):
@@ -383,7 +374,7 @@ def run_figures(workdir: str, name: str, compute) -> dict:
 
 
 @contextlib.contextmanager
-def _run_lock(workdir: str):
+def run_lock(workdir: str):
     """`workdir`/running.pid names the process training it; one left by a dead process (SIGKILL) is taken over.
     The pid is written first and hard-linked into place, so the lock file is never seen empty. A process
     holding the lock may take it again (scoring a run it holds)."""

@@ -1,7 +1,7 @@
 """NarrowBERT in miniature: BERT vs NarrowBERT arrangements, same pretraining, then SST-2 and MASSIVE intents.
 
     python -m reproduce.narrowbert [--size=mini] [--scale=1.0] [--seeds=3] [--results=results/narrowbert]
-    python -m reproduce.narrowbert --run_seeds=0,2 & python -m reproduce.narrowbert --run_seeds=1   # one per core
+    python -m reproduce.narrowbert & python -m reproduce.narrowbert   # one per core: the two share the runs
     python -m reproduce.narrowbert --smoke --seeds=1 --results=/tmp/nb   # seconds-to-minutes check
 
 `--size` picks a shape of SCALES (`--smoke`: the `smoke` one); `--scale` multiplies its pretraining and
@@ -13,7 +13,7 @@ For each seed and each arrangement (BERT = "" plus `SCALES[scale]["arrangements"
      number of steps, batches and masks for every arrangement; the `mini` size with the `:mini` recipe
      (post-LN, sin/cos position start, half the positions masked, lr 3e-3), which leaves the frequent-piece
      plateau. The SentencePiece vocabulary is trained once, on the first run's training text, and shared by
-     every run (start a second --run_seeds process once `vocab/vocab.model` exists).
+     every run.
   2. Fine-tuning from that checkpoint (`config.init_from`), in the same arrangement, on SST-2 and on
      MASSIVE en-US intents alone (`finetune.sequence_heads_only`: S = [CLS] for NarrowBERT), scored on
      the validation split. Sizes with `scratch` also fine-tune BERT from random weights: the row that says
@@ -98,8 +98,12 @@ def train_vocabulary(config, directory: str) -> str:
     from atm.data import sources
 
     path = os.path.join(directory, "vocab.model")
-    if not os.path.exists(path):
-        os.makedirs(directory, exist_ok=True)
+    if os.path.exists(path):
+        return path
+    os.makedirs(directory, exist_ok=True)
+    with common.run_lock(directory):  # one process trains it; another started beside it waits
+        if os.path.exists(path):
+            return path
         rows, _ = sources.load_texts(config.data)
         train_texts, _ = sources.split_train_eval(sources.apply_spoken_share(rows, config.data.spoken_share),
                                                   config.data.eval_fraction)
@@ -107,32 +111,39 @@ def train_vocabulary(config, directory: str) -> str:
     return path
 
 
-def run(scale_name: str, seeds: int, out: str, workdir: str, step_scale: float = 1.0,
-        run_seeds: list[int] | None = None) -> dict | None:
-    """Runs `run_seeds` (default: all `seeds`); once every seed has finished, benches and writes the table
-    (None while seeds are missing: another process is running them)."""
+def run(scale_name: str, seeds: int, out: str, workdir: str, step_scale: float = 1.0) -> dict:
+    """Runs every seed's plan (another process running the same command shares it), benches and writes the table."""
     scale = dict(SCALES[scale_name])
     scale.update(common.scaled({p: scale[p] for p in ("pretrain_steps", "finetune_steps")}, step_scale))
     clock = common.Clock(workdir)
     arrangements = [""] + [a for a in scale["arrangements"].split(",") if a]
     vocab = train_vocabulary(pretrain_config(scale, "", 0, ""), os.path.join(workdir, "vocab"))
-    for seed in range(seeds) if run_seeds is None else run_seeds:
-        seed_runs(scale, seed, arrangements, vocab, workdir)
-        clock.log(f"seed {seed} done")
-    if common.unfinished({s: run_dirs(scale, s, arrangements, workdir) for s in range(seeds)}, marker="summary.json"):
-        return None
-    runs = [record for s in range(seeds) for record in seed_runs(scale, s, arrangements, vocab, workdir)]
-    speed = bench_speed(scale, arrangements, vocab, None)
-    paper_speed = speed if pretrain_config(scale, "", 0, vocab).mlm.mask_rate == PAPER_MASK_RATE else \
-        bench_speed(scale, arrangements, vocab, PAPER_MASK_RATE)
-    results = {"scale": scale_name, "step_scale": step_scale, "scale_settings": scale, "seeds": seeds,
-               "minutes": round(clock.minutes(), 1), "runs": runs, "speed": speed, "speed_paper_mask": paper_speed}
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    write_table(results, os.path.join(out, "table.md"))
-    plot(results, os.path.join(out, "narrowbert.png"))
-    return results
+    plans = {seed: seed_jobs(scale, seed, arrangements, vocab, workdir) for seed in range(seeds)}
+    # Every pretraining first (the fine-tunings wait for them), the from-scratch rows last: they need nothing
+    # and fill a core that would otherwise wait.
+    jobs = [job for seed in plans for row in plans[seed] for job in row[2:3] if job]
+    jobs += [job for seed in plans for row in plans[seed] if row[2] for job in row[3].values()]
+    jobs += [job for seed in plans for row in plans[seed] if not row[2] for job in row[3].values()]
+    common.run_jobs(jobs, log=clock.log)
+    runs = [run_record(seed, row) for seed in plans for row in plans[seed]]
+    # Every run has finished (run_jobs waited for the other process's), so the machine is quiet: one process
+    # benches and writes the table; one started beside it waits for the lock, then reads what it wrote.
+    with common.run_lock(workdir):
+        results_path = os.path.join(out, "results.json")
+        if not os.path.exists(results_path) or json.load(open(results_path)).get("runs") != runs:
+            speed = bench_speed(scale, arrangements, vocab, None)
+            paper_speed = speed if pretrain_config(scale, "", 0, vocab).mlm.mask_rate == PAPER_MASK_RATE else \
+                bench_speed(scale, arrangements, vocab, PAPER_MASK_RATE)
+            results = {"scale": scale_name, "step_scale": step_scale, "scale_settings": scale, "seeds": seeds,
+                       "minutes": round(clock.minutes(), 1), "runs": runs, "speed": speed,
+                       "speed_paper_mask": paper_speed}
+            os.makedirs(out, exist_ok=True)
+            with open(results_path, "w") as f:
+                json.dump(results, f, indent=1)
+            write_table(results, os.path.join(out, "table.md"))
+            plot(results, os.path.join(out, "narrowbert.png"))
+        with open(results_path) as f:
+            return json.load(f)
 
 
 def table_rows(scale: dict, arrangements: list[str]) -> list[tuple[str, str]]:
@@ -141,29 +152,32 @@ def table_rows(scale: dict, arrangements: list[str]) -> list[tuple[str, str]]:
     return [(a, a.replace(":", "-") or "bert") for a in rows]
 
 
-def run_dirs(scale: dict, seed: int, arrangements: list[str], workdir: str) -> list[str]:
-    """Every run directory of `seed`: each arrangement's pretraining and fine-tunings, then the scratch row's."""
-    return [os.path.join(workdir, f"seed{seed}", name, phase) for arrangement, name in table_rows(scale, arrangements)
-            for phase in ([] if arrangement == SCRATCH else ["pretrain"]) + [key for key, _, _ in TASKS]]
-
-
-def seed_runs(scale: dict, seed: int, arrangements: list[str], vocab: str, workdir: str) -> list[dict]:
-    """One record per arrangement (and the scratch row) of `seed`: pretraining and fine-tuning figures; runs
-    what has not finished."""
-    records = []
+def seed_jobs(scale: dict, seed: int, arrangements: list[str], vocab: str, workdir: str) -> list[tuple]:
+    """Per row of the table (each arrangement, then the scratch row): (arrangement, its pretraining config, its
+    pretraining job or None for the scratch row, {task key: its fine-tuning job})."""
+    rows = []
     for arrangement, name in table_rows(scale, arrangements):
         config = pretrain_config(scale, "" if arrangement == SCRATCH else arrangement, seed, vocab)
-        record = {"seed": seed, "arrangement": arrangement or "bert", "pretrain": {}}
-        pre_dir = ""
+        pretrain = None
         if arrangement != SCRATCH:
-            pre_dir = os.path.join(workdir, f"seed{seed}", name, "pretrain")
-            record["pretrain"] = _figures(common.run(config, pre_dir), pre_dir)
-        for key, task, _ in TASKS:
-            ft_dir = os.path.join(workdir, f"seed{seed}", name, key)
-            ft = finetune_config(scale, config.model.to_dict(), task, seed, vocab, pre_dir)
-            record[key] = _figures(common.run(ft, ft_dir), ft_dir)
-        records.append(record)
-    return records
+            pretrain = common.Job(os.path.join(workdir, f"seed{seed}", name, "pretrain"), lambda c=config: c)
+        init = pretrain.workdir if pretrain else ""
+        finetune = {key: common.Job(os.path.join(workdir, f"seed{seed}", name, key),
+                                    lambda task=task, model=config.model.to_dict(), init=init: finetune_config(
+                                        scale, model, task, seed, vocab, init),
+                                    needs=(init,) if init else ())
+                    for key, task, _ in TASKS}
+        rows.append((arrangement, config, pretrain, finetune))
+    return rows
+
+
+def run_record(seed: int, row: tuple) -> dict:
+    """The table's record of one finished row of `seed_jobs`: pretraining and fine-tuning figures."""
+    arrangement, _, pretrain, finetune = row
+    record = {"seed": seed, "arrangement": arrangement or "bert", "pretrain": {}}
+    for key, job in ([("pretrain", pretrain)] if pretrain else []) + list(finetune.items()):
+        record[key] = _figures(common.run(job.config(), job.workdir), job.workdir)
+    return record
 
 
 def bench_speed(scale: dict, arrangements: list[str], vocab: str, mask_rate: float | None) -> list[dict]:
@@ -340,7 +354,6 @@ def plot(results: dict, path: str):
 def main(argv=None):
     parser = common.parser(__doc__, seeds=3, workdir=os.path.join(common.REPO, "workdirs", "reproduce_narrowbert"),
                            results=os.path.join(common.REPO, "results", "narrowbert"))
-    common.add_run_seeds(parser)
     parser.add_argument("--size", default="mini", choices=sorted(SCALES), help="the model and data shape")
     args = parser.parse_args(argv)
     if args.seeds < 1:
@@ -349,10 +362,8 @@ def main(argv=None):
         parser.error("--steps: reproduce.narrowbert has two phases; scale them with --scale")
     size = "smoke" if args.smoke else args.size
     runs = size if args.scale == 1.0 else f"{size}_x{args.scale:g}"  # a finished run of another scale is not reused
-    results = run(size, args.seeds, args.results, os.path.join(args.workdir, runs), args.scale,
-                  common.seeds_to_run(args) if args.run_seeds else None)
-    if results is not None:
-        print(open(os.path.join(args.results, "table.md")).read(), flush=True)
+    results = run(size, args.seeds, args.results, os.path.join(args.workdir, runs), args.scale)
+    print(open(os.path.join(args.results, "table.md")).read(), flush=True)
     return results
 
 

@@ -57,7 +57,6 @@ def main(argv=None):
                         "(init:kd:data percent); default: the whole grid")
     parser.add_argument("--teacher_lr", type=float, default=1e-3, help="the teacher's fine-tuning learning rate")
     parser.add_argument("--student_lr", type=float, default=1e-3, help="every student's fine-tuning learning rate")
-    common.add_run_seeds(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.scale, args.seeds = 0.005, 1
@@ -69,57 +68,74 @@ def main(argv=None):
                                                                      for kd in ("none", "kl")]
     if args.variants:
         variants = [(i, k, int(p) / 100) for i, k, p in (v.split(":") for v in args.variants.split(","))]
-    def student_dir(seed, init, kd, fraction):
-        return f"{work}/seed{seed}/student_{init}_{kd}_{int(fraction * 100)}pct"
-
-    for seed in common.seeds_to_run(args):
-        root = f"{work}/seed{seed}"
-        pretrained = pretrained_run(args, root, seed, steps)
-        shape, vocab = pretrained_shape_and_vocab(pretrained)
-        layers = shape["num_layers"]
-        teacher = finetune_config(shape, layers, steps["teacher_ft"], seed, vocab, learning_rate=args.teacher_lr)
-        teacher.init_from = pretrained
-        common.run(teacher, f"{root}/teacher_ft")
-        common.evaluate_locales(f"{root}/teacher_ft", ("en-US", "de-DE"))
-        clock.log(f"seed {seed}: fine-tuned teacher done")
-        for init, kd, fraction in variants:
-            c = finetune_config(shape, layers // 2, steps["student_ft" if fraction == 1.0 else "low_resource_ft"], seed,
-                                vocab, fraction, args.student_lr)
-            if init != "random":
-                c.student_init.update(mode=init, teacher=pretrained if init == "pretrained" else f"{root}/teacher_ft",
-                                      layer_map="every_other")
-            if kd != "none":
-                c.finetune.teacher = f"{root}/teacher_ft"
-                c.kd.update(alpha=0.5, temperature=2.0, loss=kd)
-            run_dir = student_dir(seed, init, kd, fraction)
-            common.run(c, run_dir)
-            common.evaluate_locales(run_dir, ("en-US", "de-DE"))
-            clock.log(f"seed {seed}: student {init} / {kd} / {int(fraction * 100)}% done")
+    jobs, teacher_dirs, student_dirs = plan(work, variants, steps, args)
+    common.run_jobs(jobs, log=clock.log)
     seeds = range(args.seeds)
-    if common.unfinished({s: [f"{work}/seed{s}/teacher_ft"] + [student_dir(s, *v) for v in variants] for s in seeds}):
-        return
-    teacher_figures = [common.evaluate_locales(f"{work}/seed{s}/teacher_ft", ("en-US", "de-DE")) for s in seeds]
-    results = {v: [common.evaluate_locales(student_dir(s, *v), ("en-US", "de-DE")) for s in seeds] for v in variants}
+    teacher_figures = [common.evaluate_locales(teacher_dirs[s], ("en-US", "de-DE")) for s in seeds]
+    results = {v: [common.evaluate_locales(student_dirs[v, s], ("en-US", "de-DE")) for s in seeds] for v in variants}
     from atm.convert import workdir
-    shape = workdir.read_config(f"{work}/seed0/teacher_ft")["model"]
+    shape = workdir.read_config(teacher_dirs[0])["model"]
     write_results(results, teacher_figures, steps, args, clock, shape)
 
 
-def pretrained_run(args, root: str, seed: int, steps: dict) -> str:
-    """`--pretrained` for `seed` ({seed} filled in), or this seed's own MLM run (trained unless finished)."""
-    if args.pretrained:
-        return os.path.abspath(args.pretrained.format(seed=seed))
-    return pretrain_teacher(f"{root}/teacher_pretrained", seed, steps["pretrain"], args.smoke)
+def plan(work: str, variants: list[tuple], steps: dict, args) -> tuple[list, dict, dict]:
+    """(jobs, {seed: the fine-tuned teacher's dir}, {((init, kd, fraction), seed): a student's dir}): every seed's
+    pretraining (unless --pretrained), then its teacher's fine-tuning, then the students that need them; the
+    students from random weights without KD need neither and come last, to fill a core that would wait. The same
+    command started once per core shares the jobs (common.run_jobs)."""
+    def scored(run_dir):
+        return common.evaluate_locales(run_dir, ("en-US", "de-DE"))
+
+    first, teachers, students, fillers = [], [], [], []
+    teacher_dirs, student_dirs = {}, {}
+    for seed in range(args.seeds):
+        root = f"{work}/seed{seed}"
+        if args.pretrained:
+            pretrained, pretrained_needs = os.path.abspath(args.pretrained.format(seed=seed)), ()
+        else:
+            pretrained = f"{root}/teacher_pretrained"
+            pretrained_needs = (pretrained,)
+            first.append(common.Job(pretrained, lambda seed=seed: pretrain_config(seed, steps["pretrain"], args.smoke)))
+
+        def teacher_config(seed=seed, pretrained=pretrained):
+            shape, vocab = pretrained_shape_and_vocab(pretrained)
+            c = finetune_config(shape, shape["num_layers"], steps["teacher_ft"], seed, vocab,
+                                learning_rate=args.teacher_lr)
+            c.init_from = pretrained
+            return c
+
+        teacher_dirs[seed] = f"{root}/teacher_ft"
+        teachers.append(common.Job(teacher_dirs[seed], teacher_config, pretrained_needs, then=scored))
+        for init, kd, fraction in variants:
+            def student_config(seed=seed, pretrained=pretrained, init=init, kd=kd, fraction=fraction):
+                shape, vocab = pretrained_shape_and_vocab(pretrained)
+                c = finetune_config(shape, shape["num_layers"] // 2,
+                                    steps["student_ft" if fraction == 1.0 else "low_resource_ft"], seed, vocab,
+                                    fraction, args.student_lr)
+                if init != "random":
+                    c.student_init.update(mode=init, teacher=pretrained if init == "pretrained" else teacher_dirs[seed],
+                                          layer_map="every_other")
+                if kd != "none":
+                    c.finetune.teacher = teacher_dirs[seed]
+                    c.kd.update(alpha=0.5, temperature=2.0, loss=kd)
+                return c
+
+            student_dirs[(init, kd, fraction), seed] = f"{root}/student_{init}_{kd}_{int(fraction * 100)}pct"
+            uses_teacher = init == "finetuned" or kd != "none"
+            # Every student reads the pretrained run's shape and vocabulary; some also the fine-tuned teacher.
+            needs = pretrained_needs + ((teacher_dirs[seed],) if uses_teacher else ())
+            job = common.Job(student_dirs[(init, kd, fraction), seed], student_config, needs, then=scored)
+            (students if needs else fillers).append(job)
+    return first + teachers + students + fillers, teacher_dirs, student_dirs
 
 
-def pretrain_teacher(workdir: str, seed: int, steps: int, smoke: bool) -> str:
+def pretrain_config(seed: int, steps: int, smoke: bool):
     """MLM on MASSIVE utterances + 30% stage-1 text with the stage-1 `:mini` recipe's encoder and masking."""
     c = common.pretrain_config("mlm", TEACHER, "massive_text", steps, 32, 32, replay_tasks="mlm_text_spoken_written",
                                replay_share=0.3, num_examples=400 if smoke else 0)
     c.seed = seed
     c.mlm.mask_rate = 0.5
-    common.run(c, workdir)
-    return workdir
+    return c
 
 
 def write_results(results, teacher_figures, steps, args, clock, shape: dict = TEACHER):

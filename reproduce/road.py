@@ -156,6 +156,9 @@ def start_runs(args, work: str, steps: dict, clock) -> dict:
     for block in blocks:
         if block not in BLOCKS:
             raise ValueError(f"--blocks: unknown block {block!r} (blocks: {', '.join(BLOCKS)})")
+        if os.path.exists(os.path.join(starts[block], "running.pid")):
+            with common.run_lock(starts[block]):  # another process is (re)training it: wait for its checkpoint
+                pass
         common.restore(starts[block])  # a run of an earlier session, recorded in results/runs/
         if not os.path.exists(os.path.join(starts[block], "config.json")):
             flag = {"electra": "--start", "mlm": "--mlm_start"}[block]

@@ -118,13 +118,27 @@ def test_a_run_is_recorded_restored_in_a_new_checkout_and_retrained_when_a_later
     trained.clear()
     assert common.restore(pre_dir) and (work / "pretrain" / "vocab.model").read_bytes() == b"8000 pieces"
     assert not (work / "pretrain" / "checkpoints").exists()  # the start of later runs, as reproduce/road.py's
-    assert common.unfinished({0: [str(work / "ft0")]}, marker="figures.json") == []
+    assert common.restore(str(work / "ft0")) and (work / "ft0" / "figures.json").exists()
     assert common.run(finetune(0), str(work / "ft0"))["loss"] == 1.25 and trained == []  # restored, not trained
     assert common.run_figures(str(work / "ft0"), "figures.json", lambda d: pytest.fail("recomputed")) == \
         {"accuracy": 0.5}
 
+    # A run that reads only the restored vocabulary (brought back by content) needs no checkpoint of its run.
+    common.run(common.finetune_config({}, str(work / "pretrain" / "vocab.model"), 5, 3), str(work / "ft3"))
+    assert trained == ["ft3"] and (work / "pretrain" / common.RESTORED).exists()
     common.run(finetune(1), str(work / "ft1"))  # starts from the restored run: retrained first, as recorded
-    assert trained == ["pretrain", "ft1"] and not (work / "pretrain" / common.RESTORED).exists()
+    assert trained == ["ft3", "pretrain", "ft1"] and not (work / "pretrain" / common.RESTORED).exists()
+
+    # A run another live process is (re)training is not refilled from its record under it.
+    import subprocess
+    shutil.rmtree(work / "ft0")
+    (work / "ft0").mkdir()
+    other = subprocess.Popen(["sleep", "60"])
+    (work / "ft0" / "running.pid").write_text(str(other.pid))
+    assert not common.restore(str(work / "ft0")) and os.listdir(work / "ft0") == ["running.pid"]
+    other.kill()
+    other.wait()
+    assert common.restore(str(work / "ft0"))  # its process gone: restored
 
     shutil.rmtree(repo / "workdirs")
     loss[0] = 1.5  # the retrained checkpoint is another one: the runs recorded from it would not follow
@@ -168,6 +182,59 @@ def test_run_jobs_puts_off_a_run_another_process_holds_and_the_runs_that_need_it
                      common.Job(free, config, then=scored.append)], log=lambda message: None)
     assert order == ["free", "after_held"]  # `held` was never trained here; `free` did not wait for it
     assert scored == [free]
+
+
+def check_plan(jobs):
+    """Every run of a plan once, and every run a job needs comes before it in the plan."""
+    seen = set()
+    for job in jobs:
+        assert job.workdir not in seen and all(n in seen for n in job.needs), job.workdir
+        seen.add(job.workdir)
+
+
+def test_atm_privileged_and_narrowbert_plans_put_the_long_chains_first_and_the_runs_needing_nothing_last():
+    import argparse
+
+    from atm import config as atm_config
+    from reproduce import narrowbert, privileged
+
+    args = argparse.Namespace(seeds=2, smoke=False, batch=32, pretrained="", teacher_lr=1e-3, student_lr=1e-3)
+    steps = {"stage1": 10, "stage2": 5, "distill": 5, "finetune": 5}
+    jobs, finetuned = atm_script.plan("/w", "/w/vocab/v8k.model", steps, args)
+    names = [os.path.relpath(job.workdir, "/w") for job in jobs]
+    check_plan(jobs)
+    assert len(jobs) == 2 * 12 and names[:2] == ["seed0/teacher_s1", "seed1/teacher_s1"]
+    assert set(names[-8:]) == {f"seed{s}/{n}" for s in (0, 1) for n in
+                               ("student_mlm", "ft_student_mlm", "ft_teacher_scratch", "ft_student_scratch")}
+    assert finetuned["student_s2", 1] == "/w/seed1/ft_student_s2"
+    by_name = dict(zip(names, jobs))
+    assert by_name["seed1/ft_student_s2"].needs == ("/w/seed1/student_s2",)
+    assert by_name["seed1/student_s2"].config().distill.teacher == "/w/seed1/teacher_s2"
+    assert by_name["seed0/ft_teacher_scratch"].config().init_from == ""
+    for job in jobs:
+        atm_config.validate(job.config())
+
+    variants = [("random", "none", 1.0), ("finetuned", "kl", 1.0), ("pretrained", "none", 0.1)]
+    jobs, teachers, students = privileged.plan("/p", variants, {"pretrain": 10, "teacher_ft": 5, "student_ft": 5,
+                                                                "low_resource_ft": 3}, args)
+    check_plan(jobs)
+    names = [os.path.relpath(job.workdir, "/p") for job in jobs]
+    assert names[:4] == ["seed0/teacher_pretrained", "seed1/teacher_pretrained", "seed0/teacher_ft", "seed1/teacher_ft"]
+    assert students[("finetuned", "kl", 1.0), 1] == "/p/seed1/student_finetuned_kl_100pct"
+    args.pretrained = "/hf/minilm"  # an imported checkpoint: nothing to wait for, so random students come first
+    jobs, _, _ = privileged.plan("/p", variants, {"pretrain": 10, "teacher_ft": 5, "student_ft": 5,
+                                                  "low_resource_ft": 3}, args)
+    check_plan(jobs)
+    assert [os.path.relpath(job.workdir, "/p") for job in jobs[:2]] == ["seed0/teacher_ft", "seed1/teacher_ft"]
+    assert not any(os.path.basename(job.workdir) == "teacher_pretrained" for job in jobs)
+
+    scale = dict(narrowbert.SCALES["mini"])
+    rows = narrowbert.seed_jobs(scale, 1, ["", "1sf:3sf"], "/n/vocab/vocab.model", "/n")
+    assert [row[0] for row in rows] == ["", "1sf:3sf"] + ([narrowbert.SCRATCH] if scale.get("scratch") else [])
+    assert rows[1][3]["sst2"].needs == ("/n/seed1/1sf-3sf/pretrain",)
+    assert rows[1][3]["sst2"].config().model.arrangement == "1sf:3sf"
+    if scale.get("scratch"):
+        assert rows[-1][2] is None and rows[-1][3]["sst2"].needs == () and rows[-1][3]["sst2"].config().init_from == ""
 
 
 def write_atm_table(results_dir):
@@ -429,13 +496,3 @@ def test_minilm_stage2_table_judges_stage2_and_scratch_from_per_seed_figures(tmp
     assert "- pretraining beats the same encoder from scratch (intent accuracy): **held** (+20.0 points" in text
     record = json.loads((tmp_path / "stage2" / "claims.json").read_text())
     assert len(record["claims"]) == 4 and record["produced_by"].startswith("Produced by `python -m reproduce.minilm")
-
-
-def test_a_seed_with_an_unevaluated_run_keeps_the_table_waiting(tmp_path, capsys):
-    done, half = tmp_path / "a", tmp_path / "b"
-    for d in (done, half):
-        d.mkdir()
-    (done / "eval_locales.json").write_text("{}")
-    assert common.unfinished({0: [str(done)], 1: [str(done), str(half)]}) == [1]
-    assert "The table waits for seeds [1]." in capsys.readouterr().out
-    assert common.unfinished({0: [str(done)]}) == []
