@@ -80,9 +80,9 @@ def main(argv=None):
 
 def plan(work: str, variants: list[tuple], steps: dict, args) -> tuple[list, dict, dict]:
     """(jobs, {seed: the fine-tuned teacher's dir}, {((init, kd, fraction), seed): a student's dir}): every seed's
-    pretraining (unless --pretrained), then its teacher's fine-tuning, then the students that need them; the
-    students from random weights without KD need neither and come last, to fill a core that would wait. The same
-    command started once per core shares the jobs (common.run_jobs)."""
+    pretraining (unless --pretrained), then its teacher's fine-tuning, then the students that need that teacher
+    (copied from it or distilled from it); those that need no fine-tuned teacher come last, to fill a core that
+    would wait for one. The same command started once per core shares the jobs (common.run_jobs)."""
     def scored(run_dir):
         return common.evaluate_locales(run_dir, ("en-US", "de-DE"))
 
@@ -125,7 +125,7 @@ def plan(work: str, variants: list[tuple], steps: dict, args) -> tuple[list, dic
             # Every student reads the pretrained run's shape and vocabulary; some also the fine-tuned teacher.
             needs = pretrained_needs + ((teacher_dirs[seed],) if uses_teacher else ())
             job = common.Job(student_dirs[(init, kd, fraction), seed], student_config, needs, then=scored)
-            (students if needs else fillers).append(job)
+            (students if uses_teacher else fillers).append(job)
     return first + teachers + students + fillers, teacher_dirs, student_dirs
 
 
