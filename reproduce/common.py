@@ -61,13 +61,20 @@ def stage1_vocab(folder: str, name: str = "v8k", size: int = 8000, coverage: flo
     data section), as `python -m atm.data export` + `python -m atm.data.vocab` do (languages sampled with
     alpha 0.3); trained once (by one process: another waits for it), then read."""
     prefix = os.path.join(folder, name)
-    if os.path.exists(prefix + ".model"):
-        return prefix + ".model"
+    return made_once(prefix + ".model", lambda: _train_stage1_vocab(folder, prefix, size, coverage, data))
+
+
+def made_once(path: str, make: Callable[[], Any]) -> str:
+    """`path`, made by `make()` unless it exists: by one process, under its folder's lock (another started beside
+    it waits, then reads it)."""
+    if os.path.exists(path):
+        return path
+    folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     with run_lock(folder):
-        if not os.path.exists(prefix + ".model"):
-            _train_stage1_vocab(folder, prefix, size, coverage, data)
-    return prefix + ".model"
+        if not os.path.exists(path):
+            make()
+    return path
 
 
 def _train_stage1_vocab(folder: str, prefix: str, size: int, coverage: float, data: dict | None):

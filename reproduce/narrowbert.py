@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+from typing import NamedTuple
 
 from reproduce import common
 
@@ -97,18 +98,12 @@ def train_vocabulary(config, directory: str) -> str:
     run without `data.vocab` would train its own)."""
     from atm.data import sources
 
-    path = os.path.join(directory, "vocab.model")
-    if os.path.exists(path):
-        return path
-    os.makedirs(directory, exist_ok=True)
-    with common.run_lock(directory):  # one process trains it; another started beside it waits
-        if os.path.exists(path):
-            return path
+    def make():
         rows, _ = sources.load_texts(config.data)
         train_texts, _ = sources.split_train_eval(sources.apply_spoken_share(rows, config.data.spoken_share),
                                                   config.data.eval_fraction)
         sources.load_vocab(config.data, directory, train_texts)
-    return path
+    return common.made_once(os.path.join(directory, "vocab.model"), make)
 
 
 def run(scale_name: str, seeds: int, out: str, workdir: str, step_scale: float = 1.0) -> dict:
@@ -121,16 +116,17 @@ def run(scale_name: str, seeds: int, out: str, workdir: str, step_scale: float =
     plans = {seed: seed_jobs(scale, seed, arrangements, vocab, workdir) for seed in range(seeds)}
     # Every pretraining first (the fine-tunings wait for them), the from-scratch rows last: they need nothing
     # and fill a core that would otherwise wait.
-    jobs = [job for seed in plans for row in plans[seed] for job in row[2:3] if job]
-    jobs += [job for seed in plans for row in plans[seed] if row[2] for job in row[3].values()]
-    jobs += [job for seed in plans for row in plans[seed] if not row[2] for job in row[3].values()]
+    rows = [row for seed in plans for row in plans[seed]]
+    jobs = [row.pretrain for row in rows if row.pretrain]
+    jobs += [job for row in rows if row.pretrain for job in row.finetune.values()]
+    jobs += [job for row in rows if not row.pretrain for job in row.finetune.values()]
     common.run_jobs(jobs, log=clock.log)
     runs = [run_record(seed, row) for seed in plans for row in plans[seed]]
     # Every run has finished (run_jobs waited for the other process's), so the machine is quiet: one process
     # benches and writes the table; one started beside it waits for the lock, then reads what it wrote.
     with common.run_lock(workdir):
         results_path = os.path.join(out, "results.json")
-        if not os.path.exists(results_path) or json.load(open(results_path)).get("runs") != runs:
+        if not os.path.exists(results_path) or _read_json(results_path).get("runs") != runs:
             speed = bench_speed(scale, arrangements, vocab, None)
             paper_speed = speed if pretrain_config(scale, "", 0, vocab).mlm.mask_rate == PAPER_MASK_RATE else \
                 bench_speed(scale, arrangements, vocab, PAPER_MASK_RATE)
@@ -142,8 +138,12 @@ def run(scale_name: str, seeds: int, out: str, workdir: str, step_scale: float =
                 json.dump(results, f, indent=1)
             write_table(results, os.path.join(out, "table.md"))
             plot(results, os.path.join(out, "narrowbert.png"))
-        with open(results_path) as f:
-            return json.load(f)
+        return _read_json(results_path)
+
+
+def _read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
 
 
 def table_rows(scale: dict, arrangements: list[str]) -> list[tuple[str, str]]:
@@ -152,9 +152,15 @@ def table_rows(scale: dict, arrangements: list[str]) -> list[tuple[str, str]]:
     return [(a, a.replace(":", "-") or "bert") for a in rows]
 
 
-def seed_jobs(scale: dict, seed: int, arrangements: list[str], vocab: str, workdir: str) -> list[tuple]:
-    """Per row of the table (each arrangement, then the scratch row): (arrangement, its pretraining config, its
-    pretraining job or None for the scratch row, {task key: its fine-tuning job})."""
+class Row(NamedTuple):
+    """One row of the table for one seed: its pretraining job (None for the scratch row) and fine-tuning jobs."""
+    arrangement: str
+    pretrain: "common.Job | None"
+    finetune: dict  # {task key: its fine-tuning job}
+
+
+def seed_jobs(scale: dict, seed: int, arrangements: list[str], vocab: str, workdir: str) -> list[Row]:
+    """The table's rows for `seed`: each arrangement, then the scratch row."""
     rows = []
     for arrangement, name in table_rows(scale, arrangements):
         config = pretrain_config(scale, "" if arrangement == SCRATCH else arrangement, seed, vocab)
@@ -167,15 +173,14 @@ def seed_jobs(scale: dict, seed: int, arrangements: list[str], vocab: str, workd
                                         scale, model, task, seed, vocab, init),
                                     needs=(init,) if init else ())
                     for key, task, _ in TASKS}
-        rows.append((arrangement, config, pretrain, finetune))
+        rows.append(Row(arrangement, pretrain, finetune))
     return rows
 
 
-def run_record(seed: int, row: tuple) -> dict:
+def run_record(seed: int, row: Row) -> dict:
     """The table's record of one finished row of `seed_jobs`: pretraining and fine-tuning figures."""
-    arrangement, _, pretrain, finetune = row
-    record = {"seed": seed, "arrangement": arrangement or "bert", "pretrain": {}}
-    for key, job in ([("pretrain", pretrain)] if pretrain else []) + list(finetune.items()):
+    record = {"seed": seed, "arrangement": row.arrangement or "bert", "pretrain": {}}
+    for key, job in ([("pretrain", row.pretrain)] if row.pretrain else []) + list(row.finetune.items()):
         record[key] = _figures(common.run(job.config(), job.workdir), job.workdir)
     return record
 

@@ -236,11 +236,12 @@ def test_atm_privileged_and_narrowbert_plans_put_the_long_chains_first_and_the_r
 
     scale = dict(narrowbert.SCALES["mini"])
     rows = narrowbert.seed_jobs(scale, 1, ["", "1sf:3sf"], "/n/vocab/vocab.model", "/n")
-    assert [row[0] for row in rows] == ["", "1sf:3sf"] + ([narrowbert.SCRATCH] if scale.get("scratch") else [])
-    assert rows[1][3]["sst2"].needs == ("/n/seed1/1sf-3sf/pretrain",)
-    assert rows[1][3]["sst2"].config().model.arrangement == "1sf:3sf"
+    assert [row.arrangement for row in rows] == ["", "1sf:3sf"] + ([narrowbert.SCRATCH] if scale.get("scratch") else [])
+    assert rows[1].finetune["sst2"].needs == ("/n/seed1/1sf-3sf/pretrain",)
+    assert rows[1].finetune["sst2"].config().model.arrangement == "1sf:3sf"
     if scale.get("scratch"):
-        assert rows[-1][2] is None and rows[-1][3]["sst2"].needs == () and rows[-1][3]["sst2"].config().init_from == ""
+        assert rows[-1].pretrain is None and rows[-1].finetune["sst2"].needs == () and \
+            rows[-1].finetune["sst2"].config().init_from == ""
 
 
 def write_atm_table(results_dir):
